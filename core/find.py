@@ -1,0 +1,177 @@
+"""Query constraints, as Orthanc's ``/tools/find`` and DICOM C-FIND understand them.
+
+PS3.4 C.2.2.2 defines the matching kinds: universal (empty or ``*``), single value,
+wildcard (``*`` and ``?``), range (``a-b``, ``-b``, ``a-`` on DA, DT and TM) and list of
+values (``a\\b``). Matching of strings is case-insensitive unless asked otherwise
+(Orthanc's ``CaseSensitivePN`` defaults to false and applies to every string).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+
+from isengard_sdk.types import ResourceLevel
+
+from .dicom_tags import MAIN_TAG_LEVEL, MAIN_TAGS
+from .errors import BadRequest
+
+if TYPE_CHECKING:
+    from .index import ResourceRow, SQLiteIndex
+
+__all__ = ["Constraint", "find_resources", "parse_constraint", "resolve_keyword"]
+
+MatchKind = Literal["universal", "exact", "wildcard", "range", "list"]
+
+_RANGE_VRS = frozenset({"DA", "DT", "TM"})
+_HEX_TAG = re.compile(r"^\(?([0-9a-fA-F]{4})[,|]?([0-9a-fA-F]{4})\)?$")
+
+
+def resolve_keyword(name: str) -> str:
+    """``PatientName`` or ``0010,0010`` → the DICOM keyword. Raises :class:`BadRequest`."""
+    if tag_for_keyword(name) is not None:
+        return name
+    m = _HEX_TAG.match(name.strip())
+    if m:
+        keyword = keyword_for_tag(int(m.group(1) + m.group(2), 16))
+        if keyword:
+            return keyword
+    raise BadRequest(f"unknown DICOM tag {name!r} in the query (use a keyword or 'gggg,eeee')")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    keyword: str
+    kind: MatchKind
+    values: tuple[str, ...]  # exact/wildcard: 1 value; range: (low, high) ("" = open); list
+    case_sensitive: bool
+
+    def matches(self, value: str | None) -> bool:
+        """Evaluate against one attribute value (``None`` when the attribute is absent)."""
+        if self.kind == "universal":
+            return True
+        if value is None:
+            return False
+        if self.kind == "range":
+            low, high = self.values
+            if not value:
+                return False
+            key = value.split("\\")[0]
+            return (not low or key >= low) and (not high or key[: len(high)] <= high)
+        candidates = self.values if self.kind == "list" else self.values[:1]
+        subject = value if self.case_sensitive else value.upper()
+        for pattern in candidates:
+            pattern_cmp = pattern if self.case_sensitive else pattern.upper()
+            if "*" in pattern or "?" in pattern:
+                if _wildcard_regex(pattern_cmp).fullmatch(subject):
+                    return True
+            elif subject == pattern_cmp:
+                return True
+        return False
+
+
+def _wildcard_regex(pattern: str) -> re.Pattern[str]:
+    parts = []
+    for ch in pattern:
+        if ch == "*":
+            parts.append(".*")
+        elif ch == "?":
+            parts.append(".")
+        else:
+            parts.append(re.escape(ch))
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def parse_constraint(keyword: str, value: str, *, case_sensitive: bool) -> Constraint:
+    """Classify one ``keyword: value`` pair of a query."""
+    if not isinstance(value, str):
+        raise BadRequest(f"the value of {keyword} in the query must be a string")
+    value = value.strip()
+    if value in ("", "*"):
+        return Constraint(keyword, "universal", (), case_sensitive)
+    try:
+        vr = str(dictionary_VR(keyword))
+    except KeyError:
+        vr = ""
+    if vr in _RANGE_VRS and "-" in value and "\\" not in value:
+        low, _, high = value.partition("-")
+        return Constraint(keyword, "range", (low.strip(), high.strip()), case_sensitive)
+    if "\\" in value:
+        items = tuple(v for v in value.split("\\"))
+        return Constraint(keyword, "list", items, case_sensitive)
+    if "*" in value or "?" in value:
+        return Constraint(keyword, "wildcard", (value,), case_sensitive)
+    return Constraint(keyword, "exact", (value,), case_sensitive)
+
+
+def glob_pattern(pattern: str) -> str:
+    """A DICOM wildcard as an SQLite GLOB pattern (``[`` escaped)."""
+    return pattern.replace("[", "[[]")
+
+
+# -- execution against the index ---------------------------------------------------------
+
+
+def find_resources(
+    index: SQLiteIndex,
+    level: ResourceLevel,
+    query: Mapping[str, Any],
+    *,
+    case_sensitive: bool = False,
+    since: int = 0,
+    limit: int = 0,
+    instance_value: Callable[[ResourceRow, str], str | None] | None = None,
+) -> list[ResourceRow]:
+    """Resources at ``level`` matching ``query`` (keyword or ``gggg,eeee`` → value).
+
+    Main tags are matched in SQL; other tags against the header of a representative
+    instance kept in the index (``instance_value(instance_row, keyword)``).
+    """
+    if not isinstance(query, Mapping):
+        raise BadRequest("'Query' must be a JSON object of tag: value")
+    sql: list[tuple[ResourceLevel, Constraint]] = []
+    extra: list[Constraint] = []
+    for name, value in query.items():
+        if name == "ModalitiesInStudy" and level == ResourceLevel.STUDY:
+            c = parse_constraint("Modality", str(value), case_sensitive=case_sensitive)
+            if c.kind == "range":
+                c = Constraint("Modality", "exact", (str(value),), case_sensitive)
+            sql.append((ResourceLevel.SERIES, c))
+            continue
+        keyword = resolve_keyword(name)
+        c = parse_constraint(keyword, value, case_sensitive=case_sensitive)
+        if c.kind == "universal":
+            continue
+        if keyword in MAIN_TAGS[level]:
+            sql.append((level, c))
+        elif keyword in MAIN_TAG_LEVEL and MAIN_TAG_LEVEL[keyword] < level:
+            sql.append((MAIN_TAG_LEVEL[keyword], c))
+        elif keyword in MAIN_TAG_LEVEL:
+            sql.append((MAIN_TAG_LEVEL[keyword], c))  # any descendant matching
+        else:
+            extra.append(c)
+    if not extra or instance_value is None:
+        ids = index.find(level, sql, since=since, limit=limit)
+        return index.rows(ids)
+    matched: list[ResourceRow] = []
+    skipped = 0
+    for chunk_start in range(0, 1 << 62, 500):
+        ids = index.find(level, sql, since=chunk_start, limit=500)
+        for row in index.rows(ids):
+            instance = index.first_instance(row)
+            if instance is None:
+                continue
+            if all(c.matches(instance_value(instance, c.keyword)) for c in extra):
+                if skipped < since:
+                    skipped += 1
+                    continue
+                matched.append(row)
+                if limit and len(matched) >= limit:
+                    return matched
+        if len(ids) < 500:
+            break
+    return matched

@@ -1,0 +1,76 @@
+"""Assemble the Starlette application: plugin routes, then the kernel's REST API."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from ..errors import BadRequest, InstanceRejected, InvalidDicomError, UnknownResource
+from ..kernel import Kernel
+from . import instances, resources, system, tools
+from .responses import error_response
+
+__all__ = ["build_app", "kernel_of"]
+
+log = logging.getLogger("isengard.http")
+
+
+def kernel_of(request: Request) -> Kernel:
+    kernel: Kernel = request.app.state.kernel
+    return kernel
+
+
+async def _unknown_resource(request: Request, exc: Exception) -> Response:
+    return error_response(request, 404, str(exc))
+
+
+async def _bad_request(request: Request, exc: Exception) -> Response:
+    return error_response(request, 400, str(exc))
+
+
+async def _bad_file(request: Request, exc: Exception) -> Response:
+    return error_response(request, 400, str(exc), orthanc=(15, "Bad file format"))
+
+
+async def _rejected(request: Request, exc: Exception) -> Response:
+    return error_response(request, 403, str(exc))
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)  # noqa: S101 - registered for this type only
+    if exc.status_code == 404:
+        return error_response(request, 404, f"unknown URI {request.url.path}")
+    if exc.status_code == 405:
+        return error_response(request, 405, f"{request.method} is not allowed on "
+                              f"{request.url.path}", headers=dict(exc.headers or {}))
+    return error_response(request, exc.status_code, str(exc.detail))
+
+
+async def _internal(request: Request, exc: Exception) -> Response:
+    log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(request, 500, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def build_app(kernel: Kernel, plugin_routes: Sequence[BaseRoute] = ()) -> Starlette:
+    routes: list[Any] = [*plugin_routes, *system.routes, *tools.routes, *instances.routes,
+                         *resources.routes]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            UnknownResource: _unknown_resource,
+            BadRequest: _bad_request,
+            InvalidDicomError: _bad_file,
+            InstanceRejected: _rejected,
+            HTTPException: _http_exception,
+            Exception: _internal,
+        },
+    )
+    app.state.kernel = kernel
+    return app

@@ -1,0 +1,159 @@
+"""``/{patients|studies|series|instances}`` and everything below a resource that is not
+specific to instances: details, relations, statistics, metadata, deletion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from isengard_sdk.types import ResourceLevel
+
+from ..errors import UnknownResource
+from ..resources import resources_json
+from .responses import OrthancJSON, level_of, query_flag, query_int
+
+MB = 1024 * 1024
+
+
+def _kernel(request: Request):  # type: ignore[no-untyped-def]
+    return request.app.state.kernel
+
+
+async def list_resources(request: Request) -> Response:
+    k = _kernel(request)
+    level = level_of(request)
+    since = query_int(request, "since", 0)
+    limit = query_int(request, "limit", 0)
+    expand = query_flag(request, "expand")
+
+    def work() -> list[Any]:
+        ids = k.index.list_ids(level, since=since, limit=limit)
+        if not expand:
+            return ids
+        return resources_json(k.index, k.index.rows_by_public(level, ids))
+
+    return OrthancJSON(await run_in_threadpool(work))
+
+
+async def get_resource(request: Request) -> Response:
+    k = _kernel(request)
+    level = level_of(request)
+
+    def work() -> dict[str, Any]:
+        return k.resource_json(k.row(level, request.path_params["id"]))
+
+    return OrthancJSON(await run_in_threadpool(work))
+
+
+async def delete_resource(request: Request) -> Response:
+    k = _kernel(request)
+    level = level_of(request)
+    remaining = await run_in_threadpool(k.delete, level, request.path_params["id"])
+    body: dict[str, Any] = {"RemainingAncestor": None}
+    if remaining is not None:
+        body["RemainingAncestor"] = {
+            "ID": remaining.public_id,
+            "Path": f"/{remaining.level.plural}/{remaining.public_id}",
+            "Type": remaining.level.title,
+        }
+    return OrthancJSON(body)
+
+
+_RELATIVES = {"patient": ResourceLevel.PATIENT, "study": ResourceLevel.STUDY,
+              "series": ResourceLevel.SERIES, "studies": ResourceLevel.STUDY,
+              "instances": ResourceLevel.INSTANCE}
+
+
+async def get_relative(request: Request) -> Response:
+    """``/studies/{id}/patient`` (one ancestor) or ``/patients/{id}/instances`` (a list)."""
+    k = _kernel(request)
+    level = level_of(request)
+    name = request.path_params["relative"]
+    target = _RELATIVES.get(name)
+    # "series" is both an ancestor (of an instance) and a descendant list (of a study).
+    single = name in ("patient", "study") or (name == "series" and
+                                               level == ResourceLevel.INSTANCE)
+    if target is None or (single and target >= level) or (not single and target <= level):
+        raise UnknownResource(f"unknown URI {request.url.path}")
+
+    def work() -> Any:
+        row = k.row(level, request.path_params["id"])
+        if single:
+            ancestor = k.index.ancestor(row, target)
+            if ancestor is None:
+                raise UnknownResource(f"no {target.title.lower()} above {row.public_id}")
+            return k.resource_json(ancestor)
+        rows = k.index.descendants(row, target)
+        if query_flag(request, "expand") or "expand" not in request.query_params:
+            return resources_json(k.index, rows)
+        return [r.public_id for r in rows]
+
+    return OrthancJSON(await run_in_threadpool(work))
+
+
+async def get_statistics(request: Request) -> Response:
+    k = _kernel(request)
+    level = level_of(request)
+
+    def work() -> dict[str, Any]:
+        row = k.row(level, request.path_params["id"])
+        st = k.index.resource_statistics(row)
+        body: dict[str, Any] = {}
+        counts = st["counts"]
+        if level <= ResourceLevel.SERIES:
+            body["CountInstances"] = counts.get(3, 0)
+        if level <= ResourceLevel.STUDY:
+            body["CountSeries"] = counts.get(2, 0)
+        if level == ResourceLevel.PATIENT:
+            body["CountStudies"] = counts.get(1, 0)
+        for key, value in (("DicomDiskSize", st["dicom_disk"]),
+                           ("DicomUncompressedSize", st["dicom_uncompressed"]),
+                           ("DiskSize", st["disk"]), ("UncompressedSize", st["uncompressed"])):
+            body[key] = str(value)
+            body[key + "MB"] = value // MB
+        return dict(sorted(body.items()))
+
+    return OrthancJSON(await run_in_threadpool(work))
+
+
+async def list_metadata(request: Request) -> Response:
+    k = _kernel(request)
+    level = level_of(request)
+
+    def work() -> Any:
+        row = k.row(level, request.path_params["id"])
+        md = k.index.metadata(row.internal_id)
+        return md if query_flag(request, "expand") else list(md)
+
+    return OrthancJSON(await run_in_threadpool(work))
+
+
+async def get_metadata(request: Request) -> Response:
+    k = _kernel(request)
+    level = level_of(request)
+    name = request.path_params["name"]
+
+    def work() -> str:
+        row = k.row(level, request.path_params["id"])
+        md = k.index.metadata(row.internal_id)
+        if name not in md:
+            raise UnknownResource(f"{level.title.lower()} {row.public_id} has no metadata "
+                                  f"{name!r}")
+        return str(md[name])
+
+    return Response(await run_in_threadpool(work), media_type="text/plain")
+
+
+routes = [
+    Route("/{level}", list_resources, methods=["GET"]),
+    Route("/{level}/{id}", get_resource, methods=["GET"]),
+    Route("/{level}/{id}", delete_resource, methods=["DELETE"]),
+    Route("/{level}/{id}/statistics", get_statistics, methods=["GET"]),
+    Route("/{level}/{id}/metadata", list_metadata, methods=["GET"]),
+    Route("/{level}/{id}/metadata/{name}", get_metadata, methods=["GET"]),
+    Route("/{level}/{id}/{relative}", get_relative, methods=["GET"]),
+]

@@ -1,0 +1,90 @@
+"""JSON answers and errors in Orthanc's format."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from isengard_sdk.types import ResourceLevel
+
+from ..errors import BadRequest, UnknownResource
+
+__all__ = ["OrthancJSON", "error_response", "level_of", "query_flag", "query_int"]
+
+
+class OrthancJSON(Response):
+    """JSON pretty-printed as Orthanc does (3-space indent), UTF-8."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, indent=3, ensure_ascii=False).encode("utf-8")
+
+
+# Orthanc's error codes (OrthancFramework/Sources/Enumerations.h), with their messages.
+ORTHANC_ERRORS = {
+    400: (8, "Bad request"),
+    403: (18, "Forbidden access"),  # "UnauthorizedAccess" family
+    404: (17, "Unknown resource"),
+    405: (-1, "Method not allowed"),
+    415: (15, "Bad file format"),
+    500: (-1, "Internal error"),
+    502: (9, "Error in the network protocol"),
+    504: (9, "Timeout"),
+}
+HTTP_REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+                405: "Method Not Allowed", 415: "Unsupported Media Type",
+                500: "Internal Server Error", 502: "Bad Gateway", 504: "Gateway Timeout"}
+
+
+def error_response(request: Request, status: int, details: str, *,
+                   orthanc: tuple[int, str] | None = None,
+                   headers: dict[str, str] | None = None) -> OrthancJSON:
+    code, message = orthanc or ORTHANC_ERRORS.get(status, (-1, "Internal error"))
+    body = {
+        "Details": details,
+        "HttpError": HTTP_REASONS.get(status, "Error"),
+        "HttpStatus": status,
+        "Message": message,
+        "Method": request.method,
+        "OrthancError": message,
+        "OrthancStatus": code,
+        "Uri": request.url.path,
+    }
+    return OrthancJSON(body, status_code=status, headers=headers)
+
+
+_LEVELS = {level.plural: level for level in ResourceLevel}
+
+
+def level_of(request: Request) -> ResourceLevel:
+    """The level named by the ``{level}`` path parameter (404 when it is not one)."""
+    name = request.path_params.get("level", "")
+    level = _LEVELS.get(name)
+    if level is None:
+        raise UnknownResource(f"unknown URI {request.url.path}")
+    return level
+
+
+def query_flag(request: Request, name: str) -> bool:
+    """Orthanc's boolean query arguments: present (``?expand``) or ``=true``/``=1``."""
+    if name not in request.query_params:
+        return False
+    value = request.query_params[name].strip().lower()
+    return value in ("", "true", "1", "yes")
+
+
+def query_int(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise BadRequest(f"argument {name!r} must be an integer, got {raw!r}") from exc
+    if value < 0:
+        raise BadRequest(f"argument {name!r} must be zero or positive, got {value}")
+    return value

@@ -1,0 +1,85 @@
+"""``POST /tools/find`` and ``POST /tools/lookup``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from isengard_sdk.types import ResourceLevel
+
+from ..errors import BadRequest
+from ..resources import resources_json
+from .responses import OrthancJSON
+
+
+def _kernel(request: Request):  # type: ignore[no-untyped-def]
+    return request.app.state.kernel
+
+
+async def _json_body(request: Request) -> Any:
+    body = await request.body()
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+
+
+def _int_field(body: dict[str, Any], name: str) -> int:
+    value = body.get(name, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BadRequest(f"'{name}' must be a positive integer, got {value!r}")
+    return value
+
+
+async def find(request: Request) -> Response:
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise BadRequest("the body of /tools/find must be a JSON object")
+    if "Level" not in body or "Query" not in body:
+        raise BadRequest("/tools/find needs 'Level' and 'Query' in its body")
+    if not isinstance(body["Level"], str):
+        raise BadRequest("'Level' must be Patient, Study, Series or Instance")
+    try:
+        level = ResourceLevel.from_name(body["Level"])
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+    query = body["Query"]
+    if not isinstance(query, dict):
+        raise BadRequest("'Query' must be a JSON object of tag: value")
+    for key, value in query.items():
+        if not isinstance(value, str):
+            raise BadRequest(f"the value of {key!r} in 'Query' must be a string")
+    limit = _int_field(body, "Limit")
+    since = _int_field(body, "Since")
+    case_sensitive = body.get("CaseSensitive")
+    if case_sensitive is not None and not isinstance(case_sensitive, bool):
+        raise BadRequest("'CaseSensitive' must be true or false")
+    expand = bool(body.get("Expand", False))
+    k = _kernel(request)
+
+    def work() -> list[Any]:
+        rows = k.find(level, query, case_sensitive=case_sensitive, since=since, limit=limit)
+        if expand:
+            return resources_json(k.index, rows)
+        return [r.public_id for r in rows]
+
+    return OrthancJSON(await run_in_threadpool(work))
+
+
+async def lookup(request: Request) -> Response:
+    value = (await request.body()).decode("utf-8", "replace").strip()
+    k = _kernel(request)
+    rows = await run_in_threadpool(k.index.lookup_identifier, value)
+    return OrthancJSON([{"ID": r.public_id, "Path": f"/{r.level.plural}/{r.public_id}",
+                         "Type": r.level.title} for r in rows])
+
+
+routes = [
+    Route("/tools/find", find, methods=["POST"]),
+    Route("/tools/lookup", lookup, methods=["POST"]),
+]

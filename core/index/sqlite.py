@@ -1,0 +1,685 @@
+"""The embedded index: SQLite in WAL mode.
+
+One writer connection behind a lock (SQLite allows one writer at a time anyway) and one
+reader connection per thread, so that queries never wait for an ingest to commit.
+Every write is one short transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from isengard_sdk.types import Change, ChangeType, ResourceLevel, StoredFileInfo
+
+from ..find import Constraint, glob_pattern
+from .schema import SCHEMA, SCHEMA_VERSION
+
+__all__ = ["AttachmentRow", "ResourceRow", "SQLiteIndex", "StoreOutcome", "now_iso"]
+
+DICOM_ATTACHMENT = 1
+
+
+def now_iso() -> str:
+    """Orthanc's timestamp format, in UTC: ``20261122T034302``."""
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+
+
+@dataclass(frozen=True)
+class ResourceRow:
+    internal_id: int
+    level: ResourceLevel
+    public_id: str
+    parent_id: int | None
+    main_tags: dict[str, str]
+    last_update: str
+    is_stable: bool
+
+
+@dataclass(frozen=True)
+class AttachmentRow:
+    uuid: str
+    compressed_size: int
+    uncompressed_size: int
+    compression: int
+    uncompressed_md5: str
+    compressed_md5: str
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    status: str  # "Success" or "AlreadyStored"
+    ids: tuple[str, str, str, str]  # patient, study, series, instance
+    replaced_file: str | None = None  # uuid of a file overwritten (to delete from storage)
+
+
+@dataclass(frozen=True)
+class NewInstanceRecord:
+    """What ingest hands to the index for one instance."""
+
+    ids: tuple[str, str, str, str]
+    main_tags: dict[ResourceLevel, dict[str, str]]
+    file: StoredFileInfo
+    metadata: dict[str, str]
+    header: bytes | None
+    has_pixel_data: bool
+
+
+class SQLiteIndex:
+    """Thread-safe SQLite index of patients, studies, series and instances."""
+
+    def __init__(self, path: Path, *, durable: bool = True, stable_age: float = 60.0):
+        self.path = Path(path)
+        self.durable = durable
+        self.stable_age = stable_age
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_lock = threading.RLock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+        self._writer = self._connect()
+        with self._writer:
+            self._writer.executescript(SCHEMA)
+            self._writer.execute(
+                "INSERT OR IGNORE INTO global_properties(name, value) VALUES ('schema', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        self._change_listeners: list[threading.Condition] = []
+
+    # -- connections -------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                               timeout=30.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA cache_size=-32000")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise RuntimeError("the index is closed")
+            conn = self._connect()
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close every connection (readers of other threads included)."""
+        with self._write_lock:
+            self._closed = True
+            with self._readers_lock:
+                for conn in self._readers:
+                    conn.close()
+                self._readers.clear()
+            try:
+                self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass
+            self._writer.close()
+
+    def add_change_listener(self, condition: threading.Condition) -> None:
+        """``condition`` is notified after every commit that logged changes."""
+        self._change_listeners.append(condition)
+
+    def _notify_changes(self) -> None:
+        for cond in self._change_listeners:
+            with cond:
+                cond.notify_all()
+
+    # -- writes ------------------------------------------------------------------------
+
+    def store_instance(self, record: NewInstanceRecord, *, overwrite: bool) -> StoreOutcome:
+        """Insert one instance (creating missing parents) in one transaction."""
+        now = now_iso()
+        deadline = time.time() + self.stable_age
+        replaced: str | None = None
+        with self._transaction() as conn:
+            existing = conn.execute(
+                "SELECT internal_id FROM resources WHERE public_id = ? AND level = 3",
+                (record.ids[3],),
+            ).fetchone()
+            if existing is not None:
+                if not overwrite:
+                    return StoreOutcome("AlreadyStored", record.ids)
+                row = conn.execute(
+                    "SELECT uuid FROM attached_files WHERE internal_id = ? AND file_type = ?",
+                    (existing[0], DICOM_ATTACHMENT),
+                ).fetchone()
+                replaced = row[0] if row else None
+                conn.execute("DELETE FROM resources WHERE internal_id = ?", (existing[0],))
+            parent: int | None = None
+            created: list[ResourceLevel] = []
+            for level in (ResourceLevel.PATIENT, ResourceLevel.STUDY, ResourceLevel.SERIES):
+                public_id = record.ids[level]
+                found = conn.execute(
+                    "SELECT internal_id FROM resources WHERE public_id = ? AND level = ?",
+                    (public_id, int(level)),
+                ).fetchone()
+                if found is not None:
+                    parent = found[0]
+                    conn.execute(
+                        "UPDATE resources SET last_update = ?, is_stable = 0 "
+                        "WHERE internal_id = ?", (now, parent))
+                else:
+                    parent = self._insert_resource(conn, level, public_id, parent,
+                                                   record.main_tags[level], now)
+                    created.append(level)
+                conn.execute(
+                    "INSERT INTO unstable_resources(internal_id, level, public_id, deadline) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT(internal_id) DO UPDATE SET "
+                    "deadline = excluded.deadline",
+                    (parent, int(level), public_id, deadline),
+                )
+            instance_id = self._insert_resource(
+                conn, ResourceLevel.INSTANCE, record.ids[3], parent,
+                record.main_tags[ResourceLevel.INSTANCE], now)
+            f = record.file
+            conn.execute(
+                "INSERT INTO attached_files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (instance_id, DICOM_ATTACHMENT, f.uuid, f.compressed_size,
+                 f.uncompressed_size, f.compression, f.uncompressed_md5, f.compressed_md5),
+            )
+            conn.executemany(
+                "INSERT INTO metadata(internal_id, name, value) VALUES (?, ?, ?)",
+                [(instance_id, k, v) for k, v in record.metadata.items()],
+            )
+            if record.header is not None:
+                conn.execute(
+                    "INSERT INTO instance_headers VALUES (?, ?, ?)",
+                    (instance_id, record.header, int(record.has_pixel_data)),
+                )
+            self._log_change(conn, ChangeType.NEW_INSTANCE, ResourceLevel.INSTANCE,
+                             record.ids[3], now)
+            for level in reversed(created):
+                change = {
+                    ResourceLevel.PATIENT: ChangeType.NEW_PATIENT,
+                    ResourceLevel.STUDY: ChangeType.NEW_STUDY,
+                    ResourceLevel.SERIES: ChangeType.NEW_SERIES,
+                }[level]
+                self._log_change(conn, change, level, record.ids[level], now)
+        self._notify_changes()
+        return StoreOutcome("Success", record.ids, replaced)
+
+    def _insert_resource(self, conn: sqlite3.Connection, level: ResourceLevel,
+                         public_id: str, parent: int | None, tags: dict[str, str],
+                         now: str) -> int:
+        cur = conn.execute(
+            "INSERT INTO resources(level, public_id, parent_id, main_tags, last_update) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (int(level), public_id, parent, json.dumps(tags, ensure_ascii=False), now),
+        )
+        internal_id = cur.lastrowid
+        assert internal_id is not None  # noqa: S101 - sqlite always sets it after INSERT
+        conn.executemany(
+            "INSERT INTO dicom_identifiers(internal_id, tag, value, value_norm) "
+            "VALUES (?, ?, ?, ?)",
+            [(internal_id, k, v, v.upper()) for k, v in tags.items()],
+        )
+        return internal_id
+
+    def _log_change(self, conn: sqlite3.Connection, change: ChangeType,
+                    level: ResourceLevel, public_id: str, date: str) -> None:
+        conn.execute(
+            "INSERT INTO changes(change_type, level, public_id, date) VALUES (?, ?, ?, ?)",
+            (change.value, int(level), public_id, date),
+        )
+
+    def delete_resource(self, level: ResourceLevel, public_id: str
+                        ) -> tuple[list[str], ResourceRow | None] | None:
+        """Delete a resource, its descendants and the ancestors it leaves empty.
+
+        Returns the uuids of the files to remove from storage and the nearest remaining
+        ancestor, or ``None`` if the resource does not exist.
+        """
+        now = now_iso()
+        with self._transaction() as conn:
+            row = self._row(conn, level, public_id)
+            if row is None:
+                return None
+            uuids = [r[0] for r in conn.execute(
+                self._descendant_files_sql(level), (row.internal_id,))]
+            conn.execute("DELETE FROM resources WHERE internal_id = ?", (row.internal_id,))
+            self._log_change(conn, ChangeType.DELETED, level, public_id, now)
+            parent_id = row.parent_id
+            remaining: ResourceRow | None = None
+            while parent_id is not None:
+                parent = self._row_by_internal(conn, parent_id)
+                if parent is None:
+                    break
+                has_child = conn.execute(
+                    "SELECT 1 FROM resources WHERE parent_id = ? LIMIT 1", (parent_id,)
+                ).fetchone()
+                if has_child:
+                    remaining = parent
+                    break
+                conn.execute("DELETE FROM resources WHERE internal_id = ?", (parent_id,))
+                self._log_change(conn, ChangeType.DELETED, parent.level, parent.public_id, now)
+                parent_id = parent.parent_id
+        self._notify_changes()
+        return uuids, remaining
+
+    @staticmethod
+    def _descendant_files_sql(level: ResourceLevel) -> str:
+        joins = ""
+        alias = "r0"
+        for depth in range(int(level), 3):
+            nxt = f"r{depth - int(level) + 1}"
+            joins += f" JOIN resources {nxt} ON {nxt}.parent_id = {alias}.internal_id"
+            alias = nxt
+        return (f"SELECT f.uuid FROM resources r0{joins} JOIN attached_files f "
+                f"ON f.internal_id = {alias}.internal_id WHERE r0.internal_id = ?")
+
+    def stabilize_due(self, now: float | None = None) -> list[tuple[ResourceLevel, str]]:
+        """Mark stable the resources without new instance for ``stable_age`` seconds."""
+        now = time.time() if now is None else now
+        date = now_iso()
+        with self._transaction() as conn:
+            due = conn.execute(
+                "SELECT internal_id, level, public_id FROM unstable_resources "
+                "WHERE deadline <= ? ORDER BY level DESC, internal_id", (now,)
+            ).fetchall()
+            for internal_id, level, public_id in due:
+                conn.execute("UPDATE resources SET is_stable = 1 WHERE internal_id = ?",
+                             (internal_id,))
+                conn.execute("DELETE FROM unstable_resources WHERE internal_id = ?",
+                             (internal_id,))
+                change = {0: ChangeType.STABLE_PATIENT, 1: ChangeType.STABLE_STUDY,
+                          2: ChangeType.STABLE_SERIES}[level]
+                self._log_change(conn, change, ResourceLevel(level), public_id, date)
+        if due:
+            self._notify_changes()
+        return [(ResourceLevel(level), public_id) for _, level, public_id in due]
+
+    def set_metadata(self, internal_id: int, name: str, value: str) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO metadata(internal_id, name, value) VALUES (?, ?, ?) "
+                "ON CONFLICT(internal_id, name) DO UPDATE SET value = excluded.value",
+                (internal_id, name, value),
+            )
+
+    def log_export(self, level: ResourceLevel, public_id: str, modality: str) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO exports(level, public_id, remote_modality, date) "
+                "VALUES (?, ?, ?, ?)", (int(level), public_id, modality, now_iso()))
+
+    def clear_log(self, table: str) -> None:
+        """Empty the change log (``changes``) or the export log (``exports``)."""
+        if table not in ("changes", "exports"):
+            raise ValueError(table)
+        with self._transaction() as conn:
+            conn.execute(f"DELETE FROM {table}")
+
+    def get_property(self, name: str) -> str | None:
+        row = self._reader().execute(
+            "SELECT value FROM global_properties WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def set_property(self, name: str, value: str) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO global_properties(name, value) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (name, value))
+
+    # -- reads -------------------------------------------------------------------------
+
+    _ROW_SQL = ("SELECT internal_id, level, public_id, parent_id, main_tags, last_update, "
+                "is_stable FROM resources")
+
+    @staticmethod
+    def _make_row(r: Sequence[Any]) -> ResourceRow:
+        return ResourceRow(r[0], ResourceLevel(r[1]), r[2], r[3], json.loads(r[4]), r[5],
+                           bool(r[6]))
+
+    def _row(self, conn: sqlite3.Connection, level: ResourceLevel, public_id: str
+             ) -> ResourceRow | None:
+        r = conn.execute(self._ROW_SQL + " WHERE public_id = ? AND level = ?",
+                         (public_id, int(level))).fetchone()
+        return self._make_row(r) if r else None
+
+    def _row_by_internal(self, conn: sqlite3.Connection, internal_id: int
+                         ) -> ResourceRow | None:
+        r = conn.execute(self._ROW_SQL + " WHERE internal_id = ?", (internal_id,)).fetchone()
+        return self._make_row(r) if r else None
+
+    def lookup(self, level: ResourceLevel, public_id: str) -> ResourceRow | None:
+        return self._row(self._reader(), level, public_id)
+
+    def lookup_any(self, public_id: str) -> ResourceRow | None:
+        r = self._reader().execute(self._ROW_SQL + " WHERE public_id = ?",
+                                   (public_id,)).fetchone()
+        return self._make_row(r) if r else None
+
+    def get_by_internal(self, internal_id: int) -> ResourceRow | None:
+        return self._row_by_internal(self._reader(), internal_id)
+
+    def exists(self, level: ResourceLevel, public_id: str) -> bool:
+        return self._reader().execute(
+            "SELECT 1 FROM resources WHERE public_id = ? AND level = ?",
+            (public_id, int(level))).fetchone() is not None
+
+    def list_ids(self, level: ResourceLevel, *, since: int = 0, limit: int = 0) -> list[str]:
+        sql = "SELECT public_id FROM resources WHERE level = ? ORDER BY internal_id"
+        params: list[Any] = [int(level)]
+        if limit or since:
+            sql += " LIMIT ? OFFSET ?"
+            params += [limit if limit > 0 else -1, since]
+        return [r[0] for r in self._reader().execute(sql, params)]
+
+    def rows(self, internal_ids: Iterable[int]) -> list[ResourceRow]:
+        ids = list(internal_ids)
+        out: dict[int, ResourceRow] = {}
+        conn = self._reader()
+        for chunk in _chunks(ids, 500):
+            marks = ",".join("?" * len(chunk))
+            for r in conn.execute(self._ROW_SQL + f" WHERE internal_id IN ({marks})", chunk):
+                out[r[0]] = self._make_row(r)
+        return [out[i] for i in ids if i in out]
+
+    def rows_by_public(self, level: ResourceLevel, public_ids: Sequence[str]
+                       ) -> list[ResourceRow]:
+        out: dict[str, ResourceRow] = {}
+        conn = self._reader()
+        for chunk in _chunks(list(public_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for r in conn.execute(
+                    self._ROW_SQL + f" WHERE level = ? AND public_id IN ({marks})",
+                    [int(level), *chunk]):
+                out[r[2]] = self._make_row(r)
+        return [out[p] for p in public_ids if p in out]
+
+    def children_ids(self, internal_ids: Sequence[int]) -> dict[int, list[str]]:
+        result: dict[int, list[str]] = {i: [] for i in internal_ids}
+        conn = self._reader()
+        for chunk in _chunks(list(internal_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for parent, public_id in conn.execute(
+                    f"SELECT parent_id, public_id FROM resources WHERE parent_id IN ({marks}) "
+                    "ORDER BY internal_id", chunk):
+                result[parent].append(public_id)
+        return result
+
+    def descendants(self, row: ResourceRow, level: ResourceLevel) -> list[ResourceRow]:
+        """All resources at ``level`` below (or equal to) ``row``."""
+        if level == row.level:
+            return [row]
+        if level < row.level:
+            ancestor = self.ancestor(row, level)
+            return [ancestor] if ancestor else []
+        joins = ""
+        alias = "r0"
+        for depth in range(int(row.level), int(level)):
+            nxt = f"r{depth - int(row.level) + 1}"
+            joins += f" JOIN resources {nxt} ON {nxt}.parent_id = {alias}.internal_id"
+            alias = nxt
+        sql = (f"SELECT {alias}.internal_id FROM resources r0{joins} "
+               f"WHERE r0.internal_id = ? ORDER BY {alias}.internal_id")
+        ids = [r[0] for r in self._reader().execute(sql, (row.internal_id,))]
+        return self.rows(ids)
+
+    def ancestor(self, row: ResourceRow, level: ResourceLevel) -> ResourceRow | None:
+        current: ResourceRow | None = row
+        while current is not None and current.level > level:
+            if current.parent_id is None:
+                return None
+            current = self.get_by_internal(current.parent_id)
+        return current
+
+    def parents_public(self, internal_ids: Sequence[int]) -> dict[int, tuple[str, int]]:
+        """internal id → (parent public id, parent internal id)."""
+        out: dict[int, tuple[str, int]] = {}
+        conn = self._reader()
+        for chunk in _chunks(list(internal_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for child, public_id, pid in conn.execute(
+                    "SELECT c.internal_id, p.public_id, p.internal_id FROM resources c "
+                    f"JOIN resources p ON p.internal_id = c.parent_id "
+                    f"WHERE c.internal_id IN ({marks})", chunk):
+                out[child] = (public_id, pid)
+        return out
+
+    def attachment(self, internal_id: int, file_type: int = DICOM_ATTACHMENT
+                   ) -> AttachmentRow | None:
+        r = self._reader().execute(
+            "SELECT uuid, compressed_size, uncompressed_size, compression, uncompressed_md5, "
+            "compressed_md5 FROM attached_files WHERE internal_id = ? AND file_type = ?",
+            (internal_id, file_type)).fetchone()
+        return AttachmentRow(*r) if r else None
+
+    def attachments_of(self, internal_ids: Sequence[int]) -> dict[int, AttachmentRow]:
+        out: dict[int, AttachmentRow] = {}
+        conn = self._reader()
+        for chunk in _chunks(list(internal_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for r in conn.execute(
+                    "SELECT internal_id, uuid, compressed_size, uncompressed_size, compression, "
+                    "uncompressed_md5, compressed_md5 FROM attached_files "
+                    f"WHERE file_type = 1 AND internal_id IN ({marks})", chunk):
+                out[r[0]] = AttachmentRow(*r[1:])
+        return out
+
+    def metadata(self, internal_id: int) -> dict[str, str]:
+        return dict(self._reader().execute(
+            "SELECT name, value FROM metadata WHERE internal_id = ? ORDER BY rowid",
+            (internal_id,)).fetchall())
+
+    def metadata_of(self, internal_ids: Sequence[int], name: str) -> dict[int, str]:
+        out: dict[int, str] = {}
+        conn = self._reader()
+        for chunk in _chunks(list(internal_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for iid, value in conn.execute(
+                    f"SELECT internal_id, value FROM metadata WHERE name = ? "
+                    f"AND internal_id IN ({marks})", [name, *chunk]):
+                out[iid] = value
+        return out
+
+    def header(self, internal_id: int) -> tuple[bytes, bool] | None:
+        r = self._reader().execute(
+            "SELECT header, has_pixel_data FROM instance_headers WHERE internal_id = ?",
+            (internal_id,)).fetchone()
+        return (bytes(r[0]), bool(r[1])) if r else None
+
+    def first_instance(self, row: ResourceRow) -> ResourceRow | None:
+        """A representative instance of a resource (its first received)."""
+        current = row
+        conn = self._reader()
+        while current.level < ResourceLevel.INSTANCE:
+            r = conn.execute(self._ROW_SQL + " WHERE parent_id = ? ORDER BY internal_id "
+                             "LIMIT 1", (current.internal_id,)).fetchone()
+            if r is None:
+                return None
+            current = self._make_row(r)
+        return current
+
+    def count_children(self, internal_id: int) -> int:
+        return int(self._reader().execute(
+            "SELECT COUNT(*) FROM resources WHERE parent_id = ?", (internal_id,)).fetchone()[0])
+
+    def statistics(self) -> dict[str, int]:
+        conn = self._reader()
+        counts = dict(conn.execute("SELECT level, COUNT(*) FROM resources GROUP BY level"))
+        sizes = conn.execute(
+            "SELECT COALESCE(SUM(compressed_size), 0), COALESCE(SUM(uncompressed_size), 0) "
+            "FROM attached_files").fetchone()
+        return {
+            "patients": counts.get(0, 0), "studies": counts.get(1, 0),
+            "series": counts.get(2, 0), "instances": counts.get(3, 0),
+            "disk_size": sizes[0], "uncompressed_size": sizes[1],
+        }
+
+    def resource_statistics(self, row: ResourceRow) -> dict[str, int]:
+        conn = self._reader()
+        counts: dict[int, int] = {}
+        frontier = [row.internal_id]
+        for level in range(int(row.level) + 1, 4):
+            ids: list[int] = []
+            for chunk in _chunks(frontier, 500):
+                marks = ",".join("?" * len(chunk))
+                ids += [r[0] for r in conn.execute(
+                    f"SELECT internal_id FROM resources WHERE parent_id IN ({marks})", chunk)]
+            counts[level] = len(ids)
+            frontier = ids
+        instances = frontier if row.level < ResourceLevel.INSTANCE else [row.internal_id]
+        disk = uncompressed = dicom_disk = dicom_uncompressed = 0
+        for chunk in _chunks(instances, 500):
+            marks = ",".join("?" * len(chunk))
+            for ftype, c, u in conn.execute(
+                    "SELECT file_type, SUM(compressed_size), SUM(uncompressed_size) FROM "
+                    f"attached_files WHERE internal_id IN ({marks}) GROUP BY file_type", chunk):
+                disk += c
+                uncompressed += u
+                if ftype == DICOM_ATTACHMENT:
+                    dicom_disk += c
+                    dicom_uncompressed += u
+        return {"counts": counts, "disk": disk, "uncompressed": uncompressed,  # type: ignore
+                "dicom_disk": dicom_disk, "dicom_uncompressed": dicom_uncompressed}
+
+    def changes(self, since: int, limit: int) -> tuple[list[Change], int, bool]:
+        """Changes after ``since`` (at most ``limit``), the last seq, and whether done."""
+        conn = self._reader()
+        rows = conn.execute(
+            "SELECT seq, change_type, level, public_id, date FROM changes WHERE seq > ? "
+            "ORDER BY seq LIMIT ?", (since, limit + 1)).fetchall()
+        done = len(rows) <= limit
+        rows = rows[:limit]
+        changes = [Change(r[0], ChangeType(r[1]), ResourceLevel(r[2]), r[3], r[4]) for r in rows]
+        if changes:
+            last = changes[-1].seq
+        else:
+            last = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0])
+            last = max(last, since) if since <= last else last
+        return changes, last, done
+
+    def last_change(self) -> int:
+        return int(self._reader().execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0])
+
+    def exports(self, since: int, limit: int) -> tuple[list[dict[str, Any]], int, bool]:
+        conn = self._reader()
+        rows = conn.execute(
+            "SELECT seq, level, public_id, remote_modality, date FROM exports WHERE seq > ? "
+            "ORDER BY seq LIMIT ?", (since, limit + 1)).fetchall()
+        done = len(rows) <= limit
+        rows = rows[:limit]
+        out = [{"Date": r[4], "ID": r[2], "Path": f"/{ResourceLevel(r[1]).plural}/{r[2]}",
+                "RemoteModality": r[3], "ResourceType": ResourceLevel(r[1]).title,
+                "Seq": r[0]} for r in rows]
+        last = rows[-1][0] if rows else int(conn.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM exports").fetchone()[0])
+        return out, last, done
+
+    def lookup_identifier(self, value: str) -> list[ResourceRow]:
+        """Resources whose PatientID / StudyInstanceUID / SeriesInstanceUID /
+        SOPInstanceUID / AccessionNumber equals ``value`` (``/tools/lookup``)."""
+        ids = [r[0] for r in self._reader().execute(
+            "SELECT DISTINCT internal_id FROM dicom_identifiers WHERE tag IN ('PatientID', "
+            "'StudyInstanceUID', 'SeriesInstanceUID', 'SOPInstanceUID', 'AccessionNumber') "
+            "AND value = ? ORDER BY internal_id", (value.strip(),))]
+        return self.rows(ids)
+
+    def find(self, level: ResourceLevel, sql_constraints: Sequence[tuple[ResourceLevel,
+             Constraint]], *, since: int = 0, limit: int = 0) -> list[int]:
+        """Internal ids at ``level`` whose main tags satisfy every constraint.
+
+        Each constraint applies to the resource's ancestor (or descendants) at the given
+        level. ``limit``/``since`` apply to the SQL result (callers with extra filtering
+        do their own paging).
+        """
+        where = ["r.level = ?"]
+        params: list[Any] = [int(level)]
+        for tag_level, c in sql_constraints:
+            if c.kind == "universal":
+                continue
+            target = self._relative_sql(level, tag_level)
+            cond, cparams = _constraint_sql(c)
+            where.append(
+                f"EXISTS (SELECT 1 FROM dicom_identifiers d WHERE d.internal_id IN ({target}) "
+                f"AND d.tag = ? AND {cond})")
+            params += [c.keyword, *cparams]
+        sql = f"SELECT r.internal_id FROM resources r WHERE {' AND '.join(where)} " \
+              "ORDER BY r.internal_id"
+        if limit or since:
+            sql += " LIMIT ? OFFSET ?"
+            params += [limit if limit > 0 else -1, since]
+        return [r[0] for r in self._reader().execute(sql, params)]
+
+    @staticmethod
+    def _relative_sql(level: ResourceLevel, tag_level: ResourceLevel) -> str:
+        """SQL selecting the internal ids, at ``tag_level``, related to ``r``."""
+        if tag_level == level:
+            return "r.internal_id"
+        if tag_level < level:
+            expr = "r.parent_id"
+            for _ in range(int(level) - int(tag_level) - 1):
+                expr = f"(SELECT parent_id FROM resources WHERE internal_id = {expr})"
+            return expr if expr == "r.parent_id" else expr
+        # a descendant level: any child matches
+        sql = "SELECT internal_id FROM resources WHERE parent_id = r.internal_id"
+        for _ in range(int(tag_level) - int(level) - 1):
+            sql = f"SELECT internal_id FROM resources WHERE parent_id IN ({sql})"
+        return sql
+
+
+def _constraint_sql(c: Constraint) -> tuple[str, list[Any]]:
+    column = "d.value" if c.case_sensitive else "d.value_norm"
+
+    def norm(v: str) -> str:
+        return v if c.case_sensitive else v.upper()
+
+    if c.kind == "exact":
+        return f"{column} = ?", [norm(c.values[0])]
+    if c.kind == "wildcard":
+        return f"{column} GLOB ?", [glob_pattern(norm(c.values[0]))]
+    if c.kind == "list":
+        parts, params = [], []
+        for v in c.values:
+            if "*" in v or "?" in v:
+                parts.append(f"{column} GLOB ?")
+                params.append(glob_pattern(norm(v)))
+            else:
+                parts.append(f"{column} = ?")
+                params.append(norm(v))
+        return "(" + " OR ".join(parts) + ")", params
+    low, high = c.values
+    parts = ["d.value <> ''"]
+    params = []
+    if low:
+        parts.append("d.value >= ?")
+        params.append(low)
+    if high:
+        parts.append("substr(d.value, 1, ?) <= ?")
+        params += [len(high), high]
+    return "(" + " AND ".join(parts) + ")", params
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,233 @@
+"""The kernel: the services of one server, assembled from the configuration.
+
+``Kernel`` owns the plugin host, the storage area, the index, the ingest path and the
+background workers. The DICOM and HTTP front-ends are built on top of it by
+:mod:`isengard.server`; plugins see it through :class:`KernelServices`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset
+from pydicom.tag import Tag
+
+from isengard_sdk.context import IngestResult, ServerInfo
+from isengard_sdk.types import ResourceLevel, StorageArea, StoredInstance
+
+from .background import ChangeDispatcher, StabilityMonitor
+from .config import Settings
+from .dicom_file import parse_dicom_bytes, parse_header
+from .dicom_tags import element_string
+from .errors import StartupError, UnknownResource
+from .find import find_resources
+from .index import ResourceRow, SQLiteIndex
+from .ingest import Ingest, Origin
+from .plugins import PluginHost
+from .resources import resources_json
+from .storage import FilesystemStorageArea
+from .tags_json import TagsFormat, dataset_to_json
+from .version import __version__
+
+__all__ = ["Kernel"]
+
+log = logging.getLogger("isengard")
+
+
+class Kernel:
+    """Services of one server. Create, :meth:`open`, use, :meth:`close`."""
+
+    def __init__(self, settings: Settings, *, extra_plugins: Iterable[tuple[str, Any]] = (),
+                 use_entry_points: bool = True):
+        self.settings = settings
+        self.plugins = PluginHost(settings.plugins, settings.scripts, extra=extra_plugins,
+                                  use_entry_points=use_entry_points)
+        self.server_info = ServerInfo(name=settings.name, version=__version__,
+                                      aet=settings.dicom.aet, dicom_port=settings.dicom.port,
+                                      http_url="")
+        self.storage: StorageArea
+        self.index: SQLiteIndex
+        self.ingest_path: Ingest
+        self.storage_plugin: str | None = None
+        self._workers: list[ChangeDispatcher | StabilityMonitor] = []
+        self._opened = False
+
+    def open(self) -> None:
+        """Open storage and index, start background workers."""
+        data = self.settings.data_path
+        try:
+            data.mkdir(parents=True, exist_ok=True)
+            probe = data / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise StartupError(f"the data folder {data} cannot be written: "
+                               f"{exc.strerror or exc}; choose another with --data-dir "
+                               "or fix its permissions") from exc
+        self.plugins.bind(KernelServices(self), self.server_info, data)
+        provided = self.plugins.first("storage_backend")
+        if provided is not None:
+            self.storage_plugin, storage = provided
+            if not isinstance(storage, StorageArea):
+                raise StartupError(f"plugin {self.storage_plugin!r} returned a storage "
+                                   "backend without write/read/remove methods")
+            self.storage = storage
+        else:
+            fs = FilesystemStorageArea(self.settings.storage_path,
+                                       compression=self.settings.storage.compression,
+                                       sync=self.settings.storage.sync)
+            leftovers = fs.cleanup_temporary_files()
+            if leftovers:
+                log.warning("removed %d temporary file(s) left by an interrupted write",
+                            leftovers)
+            self.storage = fs
+        self.index = SQLiteIndex(self.settings.index_path, durable=self.settings.storage.sync,
+                                 stable_age=float(self.settings.stable_age))
+        self.ingest_path = Ingest(self.index, self.storage, self.plugins,
+                                  overwrite=self.settings.overwrite_instances)
+        self._workers = [
+            ChangeDispatcher(self.index, self.plugins, self.stored_instance),
+            StabilityMonitor(self.index),
+        ]
+        for worker in self._workers:
+            worker.start()
+        self._opened = True
+
+    def close(self) -> None:
+        if not self._opened:
+            return
+        self._opened = False
+        for worker in self._workers:
+            worker.stop()
+        self.index.close()
+
+    # -- reads shared by REST, DIMSE and plugins ---------------------------------------
+
+    def row(self, level: ResourceLevel, public_id: str) -> ResourceRow:
+        row = self.index.lookup(level, public_id)
+        if row is None:
+            raise UnknownResource(f"unknown {level.title.lower()} {public_id}")
+        return row
+
+    def resource_json(self, row: ResourceRow) -> dict[str, Any]:
+        return resources_json(self.index, [row])[0]
+
+    def read_file(self, row: ResourceRow) -> bytes:
+        att = self.index.attachment(row.internal_id)
+        if att is None:
+            raise UnknownResource(f"instance {row.public_id} has no DICOM file")
+        try:
+            return self.storage.read(att.uuid, att.compression)
+        except FileNotFoundError as exc:
+            raise UnknownResource(
+                f"the file of instance {row.public_id} is missing from storage "
+                f"(uuid {att.uuid})") from exc
+
+    def instance_dataset(self, row: ResourceRow) -> tuple[Dataset, bool]:
+        """The header of an instance (no pixel data), from the index when kept there."""
+        kept = self.index.header(row.internal_id)
+        if kept is not None:
+            header, has_pixels = kept
+            return parse_header(header), has_pixels
+        parsed = parse_dicom_bytes(self.read_file(row))
+        return parsed.dataset, parsed.has_pixel_data
+
+    def instance_tags(self, row: ResourceRow, fmt: TagsFormat = "full") -> dict[str, Any]:
+        ds, has_pixels = self.instance_dataset(row)
+        return dataset_to_json(ds, fmt, has_pixel_data=has_pixels)
+
+    def instance_value(self, row: ResourceRow, keyword: str) -> str | None:
+        ds, _ = self.instance_dataset(row)
+        tag = tag_for_keyword(keyword)
+        return element_string(ds, Tag(tag)) if tag is not None else None
+
+    def find(self, level: ResourceLevel, query: Mapping[str, Any], *,
+             case_sensitive: bool | None = None, since: int = 0, limit: int = 0
+             ) -> list[ResourceRow]:
+        if case_sensitive is None:
+            case_sensitive = self.settings.case_sensitive_pn
+        return find_resources(self.index, level, query, case_sensitive=case_sensitive,
+                              since=since, limit=limit, instance_value=self.instance_value)
+
+    def delete(self, level: ResourceLevel, public_id: str) -> ResourceRow | None:
+        """Delete a resource; returns the remaining ancestor. Raises UnknownResource."""
+        result = self.index.delete_resource(level, public_id)
+        if result is None:
+            raise UnknownResource(f"unknown {level.title.lower()} {public_id}")
+        uuids, remaining = result
+        for uuid in uuids:
+            try:
+                self.storage.remove(uuid)
+            except OSError:
+                log.exception("could not remove file %s of deleted %s %s", uuid,
+                              level.title.lower(), public_id)
+        return remaining
+
+    def stored_instance(self, public_id: str) -> StoredInstance | None:
+        row = self.index.lookup(ResourceLevel.INSTANCE, public_id)
+        if row is None:
+            return None  # deleted since
+        series = self.index.ancestor(row, ResourceLevel.SERIES)
+        study = self.index.ancestor(series, ResourceLevel.STUDY) if series else None
+        patient = self.index.ancestor(study, ResourceLevel.PATIENT) if study else None
+        if not (series and study and patient):
+            return None
+        md = self.index.metadata(row.internal_id)
+        att = self.index.attachment(row.internal_id)
+        tags = {**patient.main_tags, **study.main_tags, **series.main_tags, **row.main_tags}
+        return StoredInstance(
+            id=row.public_id, parent_series=series.public_id, parent_study=study.public_id,
+            parent_patient=patient.public_id, origin=md.get("Origin", ""),
+            sop_class_uid=md.get("SopClassUid", ""),
+            sop_instance_uid=row.main_tags.get("SOPInstanceUID", ""),
+            transfer_syntax_uid=md.get("TransferSyntax", ""), tags=tags,
+            remote_aet=md.get("RemoteAET", ""), called_aet=md.get("CalledAET", ""),
+            remote_ip=md.get("RemoteIP", ""), size=att.uncompressed_size if att else 0)
+
+    @property
+    def data_path(self) -> Path:
+        return self.settings.data_path
+
+
+class KernelServices:
+    """The :class:`isengard_sdk.context.KernelServices` implementation."""
+
+    def __init__(self, kernel: Kernel):
+        self._k = kernel
+
+    def get_resource(self, level: ResourceLevel, resource_id: str) -> dict[str, Any] | None:
+        row = self._k.index.lookup(level, resource_id)
+        return self._k.resource_json(row) if row else None
+
+    def list_instances(self, level: ResourceLevel, resource_id: str) -> list[str]:
+        row = self._k.row(level, resource_id)
+        return [r.public_id for r in self._k.index.descendants(row, ResourceLevel.INSTANCE)]
+
+    def read_instance_file(self, instance_id: str) -> bytes:
+        row = self._k.index.lookup(ResourceLevel.INSTANCE, instance_id)
+        if row is None:
+            raise KeyError(instance_id)
+        return self._k.read_file(row)
+
+    def instance_tags(self, instance_id: str) -> dict[str, Any]:
+        return self._k.instance_tags(self._k.row(ResourceLevel.INSTANCE, instance_id),
+                                     "simplify")
+
+    def find(self, level: ResourceLevel, query: Mapping[str, str]) -> list[str]:
+        return [r.public_id for r in self._k.find(level, query)]
+
+    def ingest(self, data: bytes, origin: str = "Plugins") -> IngestResult:
+        outcome, _ = self._k.ingest_path.ingest(data, Origin(kind=origin))
+        p, st, se, i = outcome.ids
+        return IngestResult(outcome.status, i, se, st, p)
+
+    def delete(self, level: ResourceLevel, resource_id: str) -> bool:
+        try:
+            self._k.delete(level, resource_id)
+        except UnknownResource:
+            return False
+        return True

@@ -1,0 +1,100 @@
+"""The JSON of resources, as Orthanc answers ``GET /{level}/{id}`` — built in batches
+from the index, never from files."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from isengard_sdk.types import ResourceLevel
+
+from .index import ResourceRow, SQLiteIndex
+
+__all__ = ["expected_instances", "resources_json", "series_status"]
+
+_CHILD_KEY = {
+    ResourceLevel.PATIENT: "Studies",
+    ResourceLevel.STUDY: "Series",
+    ResourceLevel.SERIES: "Instances",
+}
+_PARENT_KEY = {
+    ResourceLevel.STUDY: "ParentPatient",
+    ResourceLevel.SERIES: "ParentStudy",
+    ResourceLevel.INSTANCE: "ParentSeries",
+}
+
+
+def resources_json(index: SQLiteIndex, rows: Sequence[ResourceRow]) -> list[dict[str, Any]]:
+    """Orthanc's JSON for several resources of the same level, in order."""
+    if not rows:
+        return []
+    level = rows[0].level
+    ids = [r.internal_id for r in rows]
+    children = index.children_ids(ids) if level < ResourceLevel.INSTANCE else {}
+    parents = index.parents_public(ids) if level > ResourceLevel.PATIENT else {}
+    patient_tags: dict[int, dict[str, str]] = {}
+    if level == ResourceLevel.STUDY:
+        patient_rows = index.rows({p[1] for p in parents.values()})
+        by_id = {r.internal_id: r.main_tags for r in patient_rows}
+        patient_tags = {i: by_id.get(parents[i][1], {}) for i in ids if i in parents}
+    attachments = index.attachments_of(ids) if level == ResourceLevel.INSTANCE else {}
+    index_in_series = (index.metadata_of(ids, "IndexInSeries")
+                       if level == ResourceLevel.INSTANCE else {})
+    out = []
+    for row in rows:
+        body: dict[str, Any] = {"ID": row.public_id}
+        if level != ResourceLevel.INSTANCE:
+            body["IsStable"] = row.is_stable
+            body["LastUpdate"] = row.last_update
+        body["MainDicomTags"] = dict(sorted(row.main_tags.items()))
+        if level in _PARENT_KEY:
+            body[_PARENT_KEY[level]] = parents.get(row.internal_id, ("",))[0]
+        if level in _CHILD_KEY:
+            body[_CHILD_KEY[level]] = children.get(row.internal_id, [])
+        if level == ResourceLevel.STUDY:
+            body["PatientMainDicomTags"] = dict(sorted(patient_tags.get(row.internal_id,
+                                                                        {}).items()))
+        if level == ResourceLevel.SERIES:
+            expected = expected_instances(row.main_tags)
+            body["ExpectedNumberOfInstances"] = expected
+            body["Status"] = series_status(index, row, expected)
+        if level == ResourceLevel.INSTANCE:
+            att = attachments.get(row.internal_id)
+            body["FileSize"] = att.uncompressed_size if att else 0
+            body["FileUuid"] = att.uuid if att else ""
+            value = index_in_series.get(row.internal_id)
+            body["IndexInSeries"] = int(value) if value is not None else None
+        body["Type"] = level.title
+        out.append(dict(sorted(body.items())))
+    return out
+
+
+def expected_instances(series_tags: dict[str, str]) -> int | None:
+    """The number of instances a series announces, if it does (as Orthanc computes it)."""
+    for key in ("ImagesInAcquisition", "CardiacNumberOfImages", "NumberOfSlices"):
+        value = series_tags.get(key, "").strip()
+        if value.isdigit() and int(value) > 0:
+            count = int(value)
+            temporal = series_tags.get("NumberOfTemporalPositions", "").strip()
+            if key == "ImagesInAcquisition" and temporal.isdigit() and int(temporal) > 0:
+                count *= int(temporal)
+            return count
+    return None
+
+
+def series_status(index: SQLiteIndex, row: ResourceRow, expected: int | None) -> str:
+    """``Unknown``, ``Complete``, ``Missing`` or ``Inconsistent`` (Orthanc's rules)."""
+    if expected is None:
+        return "Unknown"
+    instances = index.descendants(row, ResourceLevel.INSTANCE)
+    positions = index.metadata_of([r.internal_id for r in instances], "IndexInSeries")
+    seen: set[int] = set()
+    for instance in instances:
+        value = positions.get(instance.internal_id)
+        if value is None:
+            return "Unknown"
+        position = int(value)
+        if position < 1 or position > expected or position in seen:
+            return "Inconsistent"
+        seen.add(position)
+    return "Complete" if len(seen) == expected else "Missing"

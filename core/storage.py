@@ -1,0 +1,102 @@
+"""The default storage area: files in a two-level folder tree under the data folder.
+
+Layout as Orthanc's: ``<root>/<uuid[0:2]>/<uuid[2:4]>/<uuid>``. Writes are atomic (a
+temporary file in the same folder, flushed, then renamed), so a crash never leaves a half
+file under a real name. With compression, files are zlib streams prefixed by the
+uncompressed size as a little-endian uint64 (Orthanc's "zlib with size" format).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import uuid
+import zlib
+from pathlib import Path
+
+from isengard_sdk.types import StoredFileInfo
+
+__all__ = ["COMPRESSION_NONE", "COMPRESSION_ZLIB", "FilesystemStorageArea"]
+
+COMPRESSION_NONE = 0
+COMPRESSION_ZLIB = 1
+
+
+class FilesystemStorageArea:
+    """Thread-safe storage of files on the local filesystem."""
+
+    def __init__(self, root: Path, *, compression: bool = False, sync: bool = True):
+        self.root = Path(root)
+        self.compression = compression
+        self.sync = sync
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path_of(self, file_uuid: str) -> Path:
+        return self.root / file_uuid[0:2] / file_uuid[2:4] / file_uuid
+
+    def write(self, data: bytes, *, compress: bool | None = None) -> StoredFileInfo:
+        file_uuid = str(uuid.uuid4())
+        use_zlib = self.compression if compress is None else compress
+        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        if use_zlib:
+            payload = struct.pack("<Q", len(data)) + zlib.compress(data, 6)
+            stored_md5 = hashlib.md5(payload, usedforsecurity=False).hexdigest()
+        else:
+            payload = data
+            stored_md5 = md5
+        target = self.path_of(file_uuid)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{file_uuid}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(payload)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            if self.sync:
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        os.replace(tmp, target)
+        return StoredFileInfo(
+            uuid=file_uuid,
+            uncompressed_size=len(data),
+            compressed_size=len(payload),
+            uncompressed_md5=md5,
+            compressed_md5=stored_md5,
+            compression=COMPRESSION_ZLIB if use_zlib else COMPRESSION_NONE,
+        )
+
+    def read(self, uuid: str, compression: int) -> bytes:
+        data = self.path_of(uuid).read_bytes()
+        if compression == COMPRESSION_ZLIB:
+            return zlib.decompress(data[8:])
+        return data
+
+    def read_raw(self, uuid: str) -> bytes:
+        """The bytes as stored (compressed if they are)."""
+        return self.path_of(uuid).read_bytes()
+
+    def remove(self, uuid: str) -> None:
+        path = self.path_of(uuid)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        for parent in (path.parent, path.parent.parent):
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+
+    def cleanup_temporary_files(self) -> int:
+        """Remove temporary files left by a crash during a write; returns how many."""
+        removed = 0
+        for tmp in self.root.glob("*/*/.*.tmp"):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+        return removed

@@ -1,0 +1,159 @@
+"""Turn a dataset into Orthanc's JSON forms of ``/tags``.
+
+- ``full`` (default): ``{"0010,0010": {"Name": "PatientName", "Type": "String", "Value": …}}``
+- ``short`` (``?short``): ``{"0010,0010": "Doe^John"}``
+- ``simplify`` (``/simplified-tags``, ``?simplify``): ``{"PatientName": "Doe^John"}``
+
+Types are ``String``, ``Sequence``, ``Null`` (binary values) and ``TooLong`` (strings
+longer than 256 bytes), as in Orthanc 1.10.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydicom.datadict import (
+    dictionary_is_retired,
+    keyword_for_tag,
+    private_dictionary_description,
+)
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
+
+from .dicom_tags import element_string, element_vr, encodings_of, tag_key
+
+__all__ = ["TagsFormat", "dataset_to_json"]
+
+TagsFormat = Literal["full", "short", "simplify"]
+
+MAX_STRING_LENGTH = 256  # Orthanc's limit for /tags before it answers "TooLong"
+
+_INT_VRS = frozenset({"US", "SS", "UL", "SL", "UV", "SV"})
+_FLOAT_VRS = frozenset({"FL", "FD"})
+_SKIPPED = frozenset({0xFFFCFFFC})  # DataSetTrailingPadding, dropped by Orthanc
+
+
+def dataset_to_json(
+    ds: Dataset,
+    fmt: TagsFormat = "full",
+    *,
+    include_meta: bool = False,
+    has_pixel_data: bool = False,
+) -> dict[str, Any]:
+    """Convert ``ds`` (top level) to one of Orthanc's JSON forms.
+
+    ``has_pixel_data`` adds the ``PixelData`` entry (always ``Null``) for datasets parsed
+    without their pixel data, as Orthanc lists it.
+    """
+    source = ds.file_meta if include_meta else ds
+    result = _convert(source, fmt, encodings_of(ds))
+    if has_pixel_data and not include_meta:
+        _add(result, fmt, 0x7FE00010, "PixelData", None, "Null", None)
+    return result
+
+
+def _convert(ds: Dataset, fmt: TagsFormat, encodings: list[str]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    creators: dict[tuple[int, int], str] = {}
+    for tag in sorted(ds._dict.keys()):
+        tag_int = int(tag)
+        if tag_int in _SKIPPED:
+            continue
+        group, elem = tag_int >> 16, tag_int & 0xFFFF
+        raw = ds.get_item(tag)
+        if raw is None:
+            continue
+        vr = element_vr(ds, tag, raw)
+        creator = None
+        if group % 2 == 1:
+            if 0x0010 <= elem <= 0x00FF:
+                text = element_string(ds, tag, encodings) or ""
+                creators[(group, elem)] = text.strip()
+            elif elem >= 0x1000:
+                creator = creators.get((group, elem >> 8))
+        name = _name(tag, creator)
+        if vr == "SQ":
+            items = ds[tag].value or []
+            value: Any = [_convert(item, fmt, encodings_of(item) if
+                                   "SpecificCharacterSet" in item else encodings)
+                          for item in items]
+            _add(result, fmt, tag_int, name, creator, "Sequence", value)
+            continue
+        text = _leaf_string(ds, tag, raw, vr, encodings)
+        if text is None:
+            _add(result, fmt, tag_int, name, creator, "Null", None)
+        elif len(text.encode("utf-8")) > MAX_STRING_LENGTH:
+            _add(result, fmt, tag_int, name, creator, "TooLong", None)
+        else:
+            _add(result, fmt, tag_int, name, creator, "String", text)
+    return result
+
+
+def _leaf_string(
+    ds: Dataset, tag: BaseTag, raw: RawDataElement | DataElement, vr: str, encodings: list[str]
+) -> str | None:
+    if vr in _INT_VRS or vr in _FLOAT_VRS or vr == "AT":
+        value = ds[tag].value
+        if value is None or value == b"" or value == "":
+            return ""
+        values = list(value) if isinstance(value, (list, tuple)) or type(
+            value).__name__ == "MultiValue" else [value]
+        if vr in _FLOAT_VRS:
+            return "\\".join(format(float(v), ".17g") for v in values)
+        if vr == "AT":
+            # Orthanc (DCMTK's getString) shows only the first attribute tag.
+            first = int(values[0])
+            return f"{first >> 16:04x},{first & 0xFFFF:04x}"
+        return "\\".join(str(int(v)) for v in values)
+    return element_string(ds, tag, encodings)
+
+
+def _name(tag: BaseTag, creator: str | None) -> str:
+    tag_int = int(tag)
+    group, elem = tag_int >> 16, tag_int & 0xFFFF
+    if group % 2 == 1:
+        if elem == 0:
+            return "GenericGroupLength"
+        if 0x0010 <= elem <= 0x00FF:
+            return "PrivateCreator"
+        if creator:
+            try:
+                description = private_dictionary_description(tag, creator)
+            except KeyError:
+                return "Unknown Tag & Data"
+            return _camel(description)
+        return "Unknown Tag & Data"
+    keyword = keyword_for_tag(tag)
+    if keyword:
+        return f"RETIRED_{keyword}" if dictionary_is_retired(tag) else keyword
+    if elem == 0:
+        return "GenericGroupLength"
+    return "Unknown Tag & Data"
+
+
+def _camel(description: str) -> str:
+    words = description.strip("[]").replace("-", " ").replace("/", " ").split()
+    return "".join(w[:1].upper() + w[1:] for w in words if w.isascii()) or "Unknown"
+
+
+def _add(
+    result: dict[str, Any],
+    fmt: TagsFormat,
+    tag: int,
+    name: str,
+    creator: str | None,
+    kind: str,
+    value: Any,
+) -> None:
+    if fmt == "simplify":
+        result[name] = value
+    elif fmt == "short":
+        result[tag_key(tag)] = value
+    else:
+        entry: dict[str, Any] = {"Name": name}
+        if creator:
+            entry["PrivateCreator"] = creator
+        entry["Type"] = kind
+        entry["Value"] = value
+        result[tag_key(tag)] = entry

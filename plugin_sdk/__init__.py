@@ -1,0 +1,37 @@
+"""The stable contract between Isengard and its plugins.
+
+Plugins import only this package: ``hookimpl`` to mark hook implementations, the value
+types they receive, :class:`Context`, and :func:`load_settings` for their own config.
+"""
+
+from .context import Context, IngestResult, KernelServices, ServerInfo
+from .hookspecs import hookimpl
+from .settings import SettingsError, load_settings
+from .types import (
+    Change,
+    ChangeType,
+    IncomingInstance,
+    ResourceLevel,
+    StorageArea,
+    StoredFileInfo,
+    StoredInstance,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Change",
+    "ChangeType",
+    "Context",
+    "IncomingInstance",
+    "IngestResult",
+    "KernelServices",
+    "ResourceLevel",
+    "ServerInfo",
+    "SettingsError",
+    "StorageArea",
+    "StoredFileInfo",
+    "StoredInstance",
+    "hookimpl",
+    "load_settings",
+]

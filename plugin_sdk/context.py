@@ -1,0 +1,87 @@
+"""What a plugin can reach: its settings, a logger and the kernel's services."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from .types import ResourceLevel
+
+__all__ = ["Context", "IngestResult", "KernelServices", "ServerInfo"]
+
+
+@dataclass
+class ServerInfo:
+    """The running server. Read-only for plugins (ports are filled in once bound)."""
+
+    name: str
+    version: str
+    aet: str
+    dicom_port: int
+    http_url: str
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    status: str  # "Success" or "AlreadyStored"
+    id: str
+    parent_series: str
+    parent_study: str
+    parent_patient: str
+
+
+class KernelServices(Protocol):
+    """Services the kernel offers to plugins. Thread-safe; blocking (call them from a
+    thread, not from the event loop)."""
+
+    def get_resource(self, level: ResourceLevel, resource_id: str) -> dict[str, Any] | None:
+        """The JSON of ``GET /{level}/{id}``, or ``None`` if unknown."""
+        ...
+
+    def list_instances(self, level: ResourceLevel, resource_id: str) -> list[str]:
+        """The identifiers of the instances below a resource (itself for an instance)."""
+        ...
+
+    def read_instance_file(self, instance_id: str) -> bytes:
+        """The DICOM file of an instance, as received. Raises ``KeyError`` if unknown."""
+        ...
+
+    def instance_tags(self, instance_id: str) -> dict[str, Any]:
+        """The ``/instances/{id}/simplified-tags`` JSON, served from the index."""
+        ...
+
+    def find(self, level: ResourceLevel, query: Mapping[str, str]) -> list[str]:
+        """Identifiers at ``level`` matching an Orthanc-style query (``/tools/find``)."""
+        ...
+
+    def ingest(self, data: bytes, origin: str = "Plugins") -> IngestResult:
+        """Store a DICOM file through the regular ingest path (filters, index, hooks)."""
+        ...
+
+    def delete(self, level: ResourceLevel, resource_id: str) -> bool:
+        """Delete a resource; ``False`` if it did not exist."""
+        ...
+
+
+@dataclass(frozen=True)
+class Context:
+    """Handed to every hook of one plugin.
+
+    - ``name``: the plugin's name as in the YAML ``plugins:`` section;
+    - ``settings``: the validated settings (the plugin's ``Settings`` dataclass instance,
+      or a plain mapping if it declares none);
+    - ``log``: a logger named ``isengard.plugins.<name>``;
+    - ``data_dir``: a folder of its own under the server's data folder (created lazily);
+    - ``server``: name, version, AE title, ports;
+    - ``services``: index, storage and ingest services (:class:`KernelServices`).
+    """
+
+    name: str
+    settings: Any
+    log: logging.Logger
+    data_dir: Path
+    server: ServerInfo
+    services: KernelServices
