@@ -172,13 +172,15 @@ async def get_content(request: Request) -> Response:
         else:
             ds, _ = k.instance_dataset(row)
         node: Any = ds
+        parent: Dataset = ds
         for part in parts:
             if isinstance(node, Dataset):
                 tag = _parse_tag(part)
                 if tag not in node:
                     raise UnknownResource(f"no tag {part} in {request.url.path}")
-                node = node[tag]
-                node = node.value if node.VR == "SQ" else node
+                parent = node
+                element = node[tag]
+                node = element.value if element.VR == "SQ" else element
             elif isinstance(node, (DicomSequence, list)):
                 if not part.isdigit() or int(part) >= len(node):
                     raise UnknownResource(f"no item {part} in {request.url.path}")
@@ -189,10 +191,11 @@ async def get_content(request: Request) -> Response:
             return OrthancJSON([f"{int(t) >> 16:04x}-{int(t) & 0xFFFF:04x}" for t in node.keys()])
         if isinstance(node, (DicomSequence, list)):
             return OrthancJSON([str(i) for i in range(len(node))])
-        raw = ds.get_item(node.tag) if node.tag in ds else None
+        # the value as stored (raw bytes), not pydicom's interpretation of it
+        raw = parent.get_item(node.tag)
         value = raw.value if raw is not None and isinstance(raw.value, bytes) else None
         if value is None:
-            value = node.value if isinstance(node.value, bytes) else _text(node).encode()
+            value = _text(node).encode()
         return Response(value, media_type="application/octet-stream")
 
     return await run_in_threadpool(work)
