@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError as PydicomInvalidDicomError
 from pydicom.filebase import DicomFileLike
 from pydicom.filewriter import write_file_meta_info
-from pydicom.errors import InvalidDicomError as PydicomInvalidDicomError
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from isengard_sdk.types import ResourceLevel
@@ -167,7 +167,7 @@ def _check_last_element_complete(ds: Dataset, data: bytes) -> None:
     saw really fits in the bytes received."""
     if not ds._dict:
         raise InvalidDicomError(f"the DICOM file holds no data element (size: {len(data)} bytes)")
-    last = next(reversed(ds._dict.values()))
+    last = ds._dict[max(ds._dict)]
     tell = getattr(last, "value_tell", None)
     length = getattr(last, "length", None)
     if tell is None or length is None or length == 0xFFFFFFFF:
@@ -204,10 +204,10 @@ def _add_file_meta(data: bytes) -> bytes:
     else:
         ts = pydicom.uid.ExplicitVRBigEndian
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_instance
-    meta.TransferSyntaxUID = ts
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.MediaStorageSOPClassUID = pydicom.uid.UID(sop_class)
+    meta.MediaStorageSOPInstanceUID = pydicom.uid.UID(sop_instance)
+    meta.TransferSyntaxUID = pydicom.uid.UID(ts)
+    meta.ImplementationClassUID = pydicom.uid.UID(IMPLEMENTATION_CLASS_UID)
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
     out = io.BytesIO()
     out.write(b"\x00" * 128 + b"DICM")

@@ -94,7 +94,8 @@ class Server:
         ready.wait(30)
         if errors or not self._uvicorn.started:
             self.stop()
-            raise StartupError(f"the HTTP server could not start: {errors[0] if errors else 'timeout'}")
+            reason = errors[0] if errors else "timeout"
+            raise StartupError(f"the HTTP server could not start: {reason}")
         log.info("HTTP server listening on %s", self.http_url)
         self.kernel.plugins.notify("on_startup")
         self._started = True

@@ -68,8 +68,8 @@ def _convert(ds: Dataset, fmt: TagsFormat, encodings: list[str]) -> dict[str, An
         creator = None
         if group % 2 == 1:
             if 0x0010 <= elem <= 0x00FF:
-                text = element_string(ds, tag, encodings) or ""
-                creators[(group, elem)] = text.strip()
+                creator_text = element_string(ds, tag, encodings) or ""
+                creators[(group, elem)] = creator_text.strip()
             elif elem >= 0x1000:
                 creator = creators.get((group, elem >> 8))
         name = _name(tag, creator)

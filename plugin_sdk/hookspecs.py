@@ -126,5 +126,8 @@ def on_change(context: Context, change: Change) -> None:
     """Called for every entry of the change log (``NewInstance``, ``NewSeries``,
     ``StableStudy``, ``Deleted`` …), in order.
 
-    Same thread and guarantees as :func:`on_stored_instance`. Since 0.1.
+    Called in the change-dispatch thread with the same ordering and restart guarantees as
+    :func:`on_stored_instance`. Use ``change.path`` and ``context.services`` to fetch the
+    resource (it may have been deleted since). On error: logged, dispatch goes on with
+    the next plugin and the next change. Since 0.1.
     """

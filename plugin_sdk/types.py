@@ -53,7 +53,8 @@ class ResourceLevel(enum.IntEnum):
                 return level
         if key == "image":  # DICOM's name for the instance level (PS3.4 C.6)
             return cls.INSTANCE
-        raise ValueError(f"unknown resource level {name!r} (use Patient, Study, Series or Instance)")
+        raise ValueError(
+            f"unknown resource level {name!r} (use Patient, Study, Series or Instance)")
 
 
 class ChangeType(enum.Enum):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -34,7 +33,8 @@ def wait_http(url: str, proc: subprocess.Popen[str], timeout: float = 30) -> Non
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited early:\n{proc.stdout.read() if proc.stdout else ''}")
+            output = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"server exited early:\n{output}")
         try:
             if httpx.get(url + "/system", timeout=1).status_code == 200:
                 return

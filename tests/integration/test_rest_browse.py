@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from tests.conftest import sample
-
 CT = {
     "patient": "fa558bce-587a86d3-ad0da9b3-9d043d9d-4f5c5718",
     "study": "8a8cf898-ca27c490-d0c7058c-929d0581-2bbf104d",

@@ -1,0 +1,96 @@
+"""Parsing incoming files and converting tags to Orthanc's JSON, without sockets."""
+
+from __future__ import annotations
+
+import pytest
+
+from isengard.dicom_file import parse_dicom_bytes, parse_header
+from isengard.errors import InvalidDicomError
+from isengard.tags_json import dataset_to_json
+from isengard_sdk.types import ResourceLevel
+from tests.conftest import sample
+
+
+def test_header_stops_before_pixel_data():
+    data = sample("CT_small.dcm")
+    parsed = parse_dicom_bytes(data)
+    assert parsed.pixel_data_offset == 6288 and parsed.header == data[:6288]
+    assert parsed.has_pixel_data
+    assert parsed.main_tags[ResourceLevel.SERIES]["ImageOrientationPatient"] == \
+        "1.000000\\0.000000\\0.000000\\0.000000\\1.000000\\0.000000"
+    assert "PatientWeight" not in parsed.all_main_tags()
+
+
+@pytest.mark.parametrize("name", ["MR_small_bigendian.dcm", "MR_small_implicit.dcm",
+                                  "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm",
+                                  "MR_small_jpeg_ls_lossless.dcm", "JPEG2000.dcm",
+                                  "image_dfl.dcm", "rtplan.dcm"])
+def test_transfer_syntaxes_parse(name):
+    parsed = parse_dicom_bytes(sample(name))
+    assert parsed.ids.instance and parsed.transfer_syntax_uid
+
+
+def test_same_instance_in_any_syntax_has_the_same_identifier():
+    ids = {parse_dicom_bytes(sample(n)).ids.instance
+           for n in ("MR_small.dcm", "MR_small_bigendian.dcm", "MR_small_RLE.dcm")}
+    assert len(ids) == 1
+
+
+def test_deflated_file_keeps_its_pixel_data_flag():
+    parsed = parse_dicom_bytes(sample("image_dfl.dcm"))
+    assert parsed.pixel_data_offset is None and parsed.has_pixel_data
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "empty"),
+    (b"x" * 200, "not a DICOM file"),
+    (sample("MR_truncated.dcm"), "truncated"),
+    (sample("rtplan_truncated.dcm"), "truncated"),
+])
+def test_invalid_files(data, message):
+    with pytest.raises(InvalidDicomError, match=message):
+        parse_dicom_bytes(data)
+
+
+def test_tags_json_forms():
+    parsed = parse_dicom_bytes(sample("CT_small.dcm"))
+    ds = parse_header(parsed.header)
+    full = dataset_to_json(ds, has_pixel_data=True)
+    assert full["0018,0050"] == {"Name": "SliceThickness", "Type": "String",
+                                 "Value": "5.000000"}
+    assert full["0043,1028"]["Type"] == "Null"  # binary
+    assert full["0043,1028"]["PrivateCreator"] == "GEMS_PARM_01"
+    assert full["0023,1070"]["Value"] == "862399761.11107898"  # FD with 17 digits, as Orthanc
+    assert full["0010,1002"]["Type"] == "Sequence"
+    assert full["0010,1002"]["Value"][1]["0010,0020"]["Value"] == "1234ABCD"
+    assert "fffc,fffc" not in full
+    short = dataset_to_json(ds, "short")
+    assert short["0008,0060"] == "CT"
+    simple = dataset_to_json(ds, "simplify")
+    assert simple["OtherPatientIDsSequence"][0] == {"PatientID": "ABCD1234",
+                                                    "TypeOfPatientID": "TEXT"}
+    meta = dataset_to_json(ds, include_meta=True)
+    assert set(meta) >= {"0002,0002", "0002,0003", "0002,0010"}
+
+
+def test_long_strings_are_too_long():
+    parsed = parse_dicom_bytes(sample("examples_palette.dcm"))
+    full = dataset_to_json(parsed.dataset)
+    assert full["0018,1020"] == {"Name": "SoftwareVersions", "Type": "TooLong", "Value": None}
+
+
+def test_retired_tags_are_prefixed():
+    parsed = parse_dicom_bytes(sample("rtplan.dcm"))
+    simple = dataset_to_json(parsed.dataset, "simplify")
+    assert any(k.startswith("RETIRED_") for k in
+               _walk_keys(simple)), "Orthanc names retired attributes RETIRED_<keyword>"
+
+
+def _walk_keys(node):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield k
+            yield from _walk_keys(v)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _walk_keys(item)

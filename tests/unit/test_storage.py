@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from isengard.storage import COMPRESSION_ZLIB, FilesystemStorageArea
+
+
+def test_write_read_layout_and_md5(tmp_path):
+    area = FilesystemStorageArea(tmp_path)
+    info = area.write(b"hello")
+    path = area.path_of(info.uuid)
+    assert path == tmp_path / info.uuid[:2] / info.uuid[2:4] / info.uuid
+    assert path.read_bytes() == b"hello"
+    assert info.uncompressed_md5 == "5d41402abc4b2a76b9719d911017c592"
+    assert area.read(info.uuid, info.compression) == b"hello"
+    area.remove(info.uuid)
+    assert not path.exists() and not path.parent.exists()
+    area.remove(info.uuid)  # absent: ignored
+
+
+def test_compression_uses_orthanc_format(tmp_path):
+    area = FilesystemStorageArea(tmp_path, compression=True)
+    data = b"DICOM" * 1000
+    info = area.write(data)
+    raw = area.read_raw(info.uuid)
+    assert info.compression == COMPRESSION_ZLIB
+    assert int.from_bytes(raw[:8], "little") == len(data)  # uncompressed size prefix
+    assert info.compressed_size == len(raw) < len(data)
+    assert area.read(info.uuid, info.compression) == data
+
+
+def test_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    area = FilesystemStorageArea(tmp_path)
+
+    def broken_write(fd, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", broken_write)
+    with pytest.raises(OSError, match="No space left"):
+        area.write(b"x" * 100)
+    monkeypatch.undo()
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_leftover_temporary_files_are_cleaned(tmp_path):
+    area = FilesystemStorageArea(tmp_path)
+    (tmp_path / "ab" / "cd").mkdir(parents=True)
+    (tmp_path / "ab" / "cd" / ".abcd.tmp").write_bytes(b"half")
+    assert area.cleanup_temporary_files() == 1
