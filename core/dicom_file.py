@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import struct
+import zlib
 from dataclasses import dataclass
 
 import pydicom
@@ -25,7 +26,8 @@ from .errors import InvalidDicomError
 from .identifiers import InstanceIdentifiers
 from .version import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
-__all__ = ["ParsedInstance", "parse_dicom_bytes", "parse_header"]
+__all__ = ["ParsedInstance", "has_file_meta", "parse_dicom_bytes", "parse_header",
+           "read_dataset"]
 
 # Headers of files without pixel data (SR, PDF, RT …) are kept only up to this size;
 # bigger ones (an encapsulated PDF) are read from storage when their tags are asked for.
@@ -64,16 +66,28 @@ def parse_dicom_bytes(data: bytes) -> ParsedInstance:
     """
     if not data:
         raise InvalidDicomError("received an empty DICOM file")
-    if len(data) < 132 or data[128:132] != b"DICM":
-        # A bare dataset without preamble nor file meta (old archives, some CDs): give
-        # it the PS3.10 header it lacks, keeping the dataset bytes as they are.
-        return parse_dicom_bytes(_add_file_meta(data))
+    if not has_file_meta(data):
+        # A bare dataset without preamble nor file meta (old archives, some CDs): parse
+        # it with the PS3.10 header it lacks, but keep and store the bytes received, as
+        # Orthanc does (its /header is then empty).
+        with_meta = _add_file_meta(data)
+        parsed = parse_dicom_bytes(with_meta)
+        prefix = len(with_meta) - len(data)
+        parsed.data = data
+        parsed.dataset.file_meta = FileMetaDataset()
+        if parsed.pixel_data_offset is not None:
+            parsed.pixel_data_offset -= prefix
+            parsed.header = data[: parsed.pixel_data_offset]
+        elif parsed.header is not None:
+            parsed.header = data
+        return parsed
     stream = io.BytesIO(data)
     try:
         ds = pydicom.dcmread(stream, stop_before_pixels=True)
         offset = stream.tell()
     except (PydicomInvalidDicomError, EOFError, ValueError, KeyError, struct.error,
-            NotImplementedError, OSError, IndexError) as exc:
+            NotImplementedError, OSError, IndexError,
+            zlib.error) as exc:  # zlib: a "deflated" data set that is not a deflate stream
         raise InvalidDicomError(
             f"cannot parse an invalid DICOM file (size: {len(data)} bytes): {exc}"
         ) from exc
@@ -215,6 +229,21 @@ def _add_file_meta(data: bytes) -> bytes:
     return out.getvalue() + data
 
 
+def has_file_meta(data: bytes) -> bool:
+    """Whether ``data`` starts with the PS3.10 preamble and ``DICM`` prefix."""
+    return len(data) >= 132 and data[128:132] == b"DICM"
+
+
 def parse_header(header: bytes) -> Dataset:
     """Re-parse header bytes kept in the index (no pixel data)."""
-    return pydicom.dcmread(io.BytesIO(header), stop_before_pixels=True)
+    return read_dataset(header, stop_before_pixels=True)
+
+
+def read_dataset(data: bytes, *, stop_before_pixels: bool = False) -> Dataset:
+    """Parse stored bytes: a PS3.10 file, or a bare dataset stored as received (then
+    ``file_meta`` is empty)."""
+    if has_file_meta(data):
+        return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=stop_before_pixels)
+    ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=stop_before_pixels)
+    ds.file_meta = FileMetaDataset()
+    return ds

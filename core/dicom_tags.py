@@ -98,6 +98,8 @@ for _level in (ResourceLevel.INSTANCE, ResourceLevel.SERIES, ResourceLevel.STUDY
     for _keyword in MAIN_TAGS[_level]:
         MAIN_TAG_LEVEL[_keyword] = _level
 
+MAX_MAIN_TAG_LENGTH = 256  # ORTHANC_MAXIMUM_TAG_LENGTH
+
 # Value representations whose bytes are text in the dataset's character set (PS3.5 6.1.2.3).
 _CHARSET_VRS = frozenset({"SH", "LO", "ST", "LT", "UC", "UT", "PN"})
 _STRING_VRS = frozenset(
@@ -175,8 +177,8 @@ def _stringify(value: Any) -> str:
     if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
         return "\\".join(_stringify(v) for v in value)
     original = getattr(value, "original_string", None)
-    if original is not None:
-        return str(original)
+    if isinstance(original, str):  # DSfloat / IS keep the text they were read from
+        return original
     return str(value)
 
 
@@ -190,7 +192,9 @@ def main_tags_of(
         tags: dict[str, str] = {}
         for keyword, tag in MAIN_TAGS[level].items():
             text = element_string(ds, Tag(tag), encodings)
-            if text is not None:
+            # Orthanc reads the summary with a 256-byte limit: longer values become
+            # null and are not kept as main tags.
+            if text is not None and len(text.encode("utf-8")) <= MAX_MAIN_TAG_LENGTH:
                 tags[keyword] = text.strip()
         result[level] = tags
     return result

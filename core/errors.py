@@ -9,6 +9,7 @@
     ├── InstanceRejected       a filter plugin vetoed an instance
     ├── UnknownResource        an identifier the index does not know
     └── BadRequest             a well-formed request with an unusable parameter
+        └── UnknownDicomTag    a tag name or number that no dictionary knows
 
 Every error carries a message meant for an administrator: what failed, on what, and
 what to do next. The HTTP layer maps them to Orthanc's status codes and JSON body.
@@ -23,6 +24,7 @@ __all__ = [
     "InvalidDicomError",
     "IsengardError",
     "StartupError",
+    "UnknownDicomTag",
     "UnknownResource",
 ]
 
@@ -57,3 +59,8 @@ class UnknownResource(IsengardError):
 
 class BadRequest(IsengardError):
     """A request parameter cannot be used (bad level, bad JSON body …)."""
+
+
+class UnknownDicomTag(BadRequest):
+    """A tag that is neither a known keyword nor ``gggg,eeee`` (Orthanc answers these
+    with HTTP 500 and its error 27, "Unknown DICOM tag")."""

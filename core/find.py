@@ -18,7 +18,7 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from isengard_sdk.types import ResourceLevel
 
 from .dicom_tags import MAIN_TAG_LEVEL, MAIN_TAGS
-from .errors import BadRequest
+from .errors import BadRequest, UnknownDicomTag
 
 if TYPE_CHECKING:
     from .index import ResourceRow, SQLiteIndex
@@ -28,11 +28,16 @@ __all__ = ["Constraint", "find_resources", "parse_constraint", "resolve_keyword"
 MatchKind = Literal["universal", "exact", "wildcard", "range", "list"]
 
 _RANGE_VRS = frozenset({"DA", "DT", "TM"})
+# PS3.4 C.2.2.2.4: the VRs on which "*" and "?" are wildcards. Orthanc's REST API
+# refuses them on any other VR.
+_WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
 _HEX_TAG = re.compile(r"^\(?([0-9a-fA-F]{4})[,|]?([0-9a-fA-F]{4})\)?$")
 
 
 def resolve_keyword(name: str) -> str:
-    """``PatientName`` or ``0010,0010`` → the DICOM keyword. Raises :class:`BadRequest`."""
+    """``PatientName`` or ``0010,0010`` → the DICOM keyword.
+
+    Raises :class:`UnknownDicomTag` (a :class:`BadRequest`)."""
     if tag_for_keyword(name) is not None:
         return name
     m = _HEX_TAG.match(name.strip())
@@ -40,7 +45,8 @@ def resolve_keyword(name: str) -> str:
         keyword = keyword_for_tag(int(m.group(1) + m.group(2), 16))
         if keyword:
             return keyword
-    raise BadRequest(f"unknown DICOM tag {name!r} in the query (use a keyword or 'gggg,eeee')")
+    raise UnknownDicomTag(
+        f"unknown DICOM tag {name!r} in the query (use a keyword or 'gggg,eeee')")
 
 
 @dataclass(frozen=True)
@@ -57,9 +63,9 @@ class Constraint:
         if value is None:
             return False
         if self.kind == "range":
+            # Plain string comparison, as Orthanc's index: an empty value is before any
+            # date, so it matches "-b".
             low, high = self.values
-            if not value:
-                return False
             key = value.split("\\")[0]
             return (not low or key >= low) and (not high or key[: len(high)] <= high)
         candidates = self.values if self.kind == "list" else self.values[:1]
@@ -86,17 +92,28 @@ def _wildcard_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts), re.DOTALL)
 
 
-def parse_constraint(keyword: str, value: str, *, case_sensitive: bool) -> Constraint:
-    """Classify one ``keyword: value`` pair of a query."""
+def parse_constraint(keyword: str, value: str, *, case_sensitive: bool,
+                     rest_api: bool = False) -> Constraint:
+    """Classify one ``keyword: value`` pair of a query.
+
+    ``rest_api`` applies the rules of Orthanc's ``/tools/find`` rather than C-FIND's:
+    ``*`` alone is a wildcard (the attribute must be present), not universal matching,
+    and wildcards on a VR that does not allow them (PS3.4 C.2.2.2.4) are refused.
+    """
     if not isinstance(value, str):
         raise BadRequest(f"the value of {keyword} in the query must be a string")
     value = value.strip()
-    if value in ("", "*"):
+    if value == "" or (value == "*" and not rest_api):
         return Constraint(keyword, "universal", (), case_sensitive)
     try:
         vr = str(dictionary_VR(keyword))
     except KeyError:
         vr = ""
+    if (rest_api and vr not in _WILDCARD_VRS and ("*" in value or "?" in value)
+            and "\\" not in value and not (vr in _RANGE_VRS and "-" in value)):
+        tag = tag_for_keyword(keyword) or 0
+        raise BadRequest(f"Wildcards are not allowed on tag {tag >> 16:04x},{tag & 0xFFFF:04x}"
+                         f" ({keyword}, VR {vr or 'unknown'})")
     if vr in _RANGE_VRS and "-" in value and "\\" not in value:
         low, _, high = value.partition("-")
         return Constraint(keyword, "range", (low.strip(), high.strip()), case_sensitive)
@@ -125,11 +142,14 @@ def find_resources(
     since: int = 0,
     limit: int = 0,
     instance_value: Callable[[ResourceRow, str], str | None] | None = None,
+    rest_api: bool = False,
 ) -> list[ResourceRow]:
     """Resources at ``level`` matching ``query`` (keyword or ``gggg,eeee`` → value).
 
     Main tags are matched in SQL; other tags against the header of a representative
     instance kept in the index (``instance_value(instance_row, keyword)``).
+    ``rest_api``: Orthanc's ``/tools/find`` rules (see :func:`parse_constraint`; a main
+    tag of a level below ``level`` matches nothing).
     """
     if not isinstance(query, Mapping):
         raise BadRequest("'Query' must be a JSON object of tag: value")
@@ -143,13 +163,19 @@ def find_resources(
             sql.append((ResourceLevel.SERIES, c))
             continue
         keyword = resolve_keyword(name)
-        c = parse_constraint(keyword, value, case_sensitive=case_sensitive)
+        c = parse_constraint(keyword, value, case_sensitive=case_sensitive,
+                             rest_api=rest_api)
         if c.kind == "universal":
             continue
+        if rest_api and keyword not in MAIN_TAGS[level] and \
+                MAIN_TAG_LEVEL.get(keyword, level) > level:
+            return []  # Orthanc 1.10 never matches a child level's main tag
         if keyword in MAIN_TAGS[level]:
             sql.append((level, c))
         elif keyword in MAIN_TAG_LEVEL and MAIN_TAG_LEVEL[keyword] < level:
-            sql.append((MAIN_TAG_LEVEL[keyword], c))
+            # Patient tags are matched against the copy each study keeps (as Orthanc's
+            # NormalizeLookup does), not against the patient's own tags.
+            sql.append((max(MAIN_TAG_LEVEL[keyword], ResourceLevel.STUDY), c))
         elif keyword in MAIN_TAG_LEVEL:
             sql.append((MAIN_TAG_LEVEL[keyword], c))  # any descendant matching
         else:

@@ -21,6 +21,7 @@ from .errors import InstanceRejected
 from .index import NewInstanceRecord, SQLiteIndex, StoreOutcome
 from .index.sqlite import now_iso
 from .plugins import PluginHost
+from .resources import expected_instances
 
 __all__ = ["Ingest", "Origin"]
 
@@ -67,7 +68,8 @@ class Ingest:
         record = NewInstanceRecord(
             ids=ids, main_tags=parsed.main_tags, file=info,
             metadata=self._metadata(parsed, origin), header=parsed.header,
-            has_pixel_data=parsed.has_pixel_data)
+            has_pixel_data=parsed.has_pixel_data,
+            series_metadata=self._series_metadata(parsed, origin))
         try:
             outcome = self.index.store_instance(record, overwrite=self.overwrite)
         except BaseException:
@@ -80,12 +82,21 @@ class Ingest:
         return outcome, parsed
 
     @staticmethod
+    def _series_metadata(parsed: ParsedInstance, origin: Origin) -> dict[str, str]:
+        md = {"RemoteAET": origin.remote_aet}
+        expected = expected_instances(parsed.main_tags[ResourceLevel.SERIES])
+        if expected is not None:
+            md["ExpectedNumberOfInstances"] = str(expected)
+        return md
+
+    @staticmethod
     def _metadata(parsed: ParsedInstance, origin: Origin) -> dict[str, str]:
         md: dict[str, str] = {}
         tags = parsed.main_tags[ResourceLevel.INSTANCE]
-        index_in_series = tags.get("InstanceNumber") or tags.get("ImageIndex")
-        if index_in_series and index_in_series.strip().lstrip("-").isdigit():
-            md["IndexInSeries"] = str(int(index_in_series))
+        # As Orthanc: InstanceNumber if present (even empty), else ImageIndex, stripped.
+        index_in_series = tags.get("InstanceNumber", tags.get("ImageIndex"))
+        if index_in_series is not None:
+            md["IndexInSeries"] = index_in_series.strip()
         md["ReceptionDate"] = now_iso()
         md["RemoteAET"] = origin.remote_aet
         if origin.kind == "DicomProtocol":

@@ -8,6 +8,7 @@ from typing import Any
 
 from isengard_sdk.types import ResourceLevel
 
+from .dicom_tags import MAIN_TAGS
 from .index import ResourceRow, SQLiteIndex
 
 __all__ = ["expected_instances", "resources_json", "series_status"]
@@ -34,9 +35,8 @@ def resources_json(index: SQLiteIndex, rows: Sequence[ResourceRow]) -> list[dict
     parents = index.parents_public(ids) if level > ResourceLevel.PATIENT else {}
     patient_tags: dict[int, dict[str, str]] = {}
     if level == ResourceLevel.STUDY:
-        patient_rows = index.rows({p[1] for p in parents.values()})
-        by_id = {r.internal_id: r.main_tags for r in patient_rows}
-        patient_tags = {i: by_id.get(parents[i][1], {}) for i in ids if i in parents}
+        # The copy made when the study was created (as Orthanc), not the patient's tags.
+        patient_tags = index.copied_patient_tags(ids, MAIN_TAGS[ResourceLevel.PATIENT])
     attachments = index.attachments_of(ids) if level == ResourceLevel.INSTANCE else {}
     index_in_series = (index.metadata_of(ids, "IndexInSeries")
                        if level == ResourceLevel.INSTANCE else {})
@@ -63,23 +63,43 @@ def resources_json(index: SQLiteIndex, rows: Sequence[ResourceRow]) -> list[dict
             body["FileSize"] = att.uncompressed_size if att else 0
             body["FileUuid"] = att.uuid if att else ""
             value = index_in_series.get(row.internal_id)
-            body["IndexInSeries"] = int(value) if value is not None else None
+            body["IndexInSeries"] = _integer(value)
         body["Type"] = level.title
         out.append(dict(sorted(body.items())))
     return out
 
 
+def _integer(value: str | None) -> int | None:
+    """Orthanc's ``LookupIntegerMetadata``: an integer, or null when it is not one."""
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
 def expected_instances(series_tags: dict[str, str]) -> int | None:
-    """The number of instances a series announces, if it does (as Orthanc computes it)."""
-    for key in ("ImagesInAcquisition", "CardiacNumberOfImages", "NumberOfSlices"):
-        value = series_tags.get(key, "").strip()
-        if value.isdigit() and int(value) > 0:
-            count = int(value)
-            temporal = series_tags.get("NumberOfTemporalPositions", "").strip()
-            if key == "ImagesInAcquisition" and temporal.isdigit() and int(temporal) > 0:
-                count *= int(temporal)
-            return count
-    return None
+    """The number of instances a series announces, as Orthanc 1.10 computes it
+    (``ComputeExpectedNumberOfInstances``): ImagesInAcquisition × NumberOfTemporalPositions
+    when both are present, else NumberOfSlices, else CardiacNumberOfImages."""
+    def number(key: str) -> int | None:
+        value = series_tags.get(key)
+        if value is None:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            return None
+
+    if "ImagesInAcquisition" in series_tags and "NumberOfTemporalPositions" in series_tags:
+        images, temporal = number("ImagesInAcquisition"), number("NumberOfTemporalPositions")
+        count = images * temporal if images is not None and temporal is not None else None
+    elif "NumberOfSlices" in series_tags:
+        count = number("NumberOfSlices")
+    elif "CardiacNumberOfImages" in series_tags:
+        count = number("CardiacNumberOfImages")
+    else:
+        return None
+    return count if count is not None and count > 0 else None
 
 
 def series_status(index: SQLiteIndex, row: ResourceRow, expected: int | None) -> str:
@@ -91,9 +111,12 @@ def series_status(index: SQLiteIndex, row: ResourceRow, expected: int | None) ->
     seen: set[int] = set()
     for instance in instances:
         value = positions.get(instance.internal_id)
-        if value is None:
+        if value is None:  # Orthanc only looks at the children that have the metadata
+            continue
+        try:
+            position = int(value)
+        except ValueError:
             return "Unknown"
-        position = int(value)
         if position < 1 or position > expected or position in seen:
             return "Inconsistent"
         seen.add(position)

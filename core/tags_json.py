@@ -23,7 +23,7 @@ from pydicom.tag import BaseTag
 
 from .dicom_tags import element_string, element_vr, encodings_of, tag_key
 
-__all__ = ["TagsFormat", "dataset_to_json"]
+__all__ = ["TagsFormat", "dataset_to_json", "element_text"]
 
 TagsFormat = Literal["full", "short", "simplify"]
 
@@ -32,6 +32,22 @@ MAX_STRING_LENGTH = 256  # Orthanc's limit for /tags before it answers "TooLong"
 _INT_VRS = frozenset({"US", "SS", "UL", "SL", "UV", "SV"})
 _FLOAT_VRS = frozenset({"FL", "FD"})
 _SKIPPED = frozenset({0xFFFCFFFC})  # DataSetTrailingPadding, dropped by Orthanc
+
+# Attributes retired by recent editions of PS3.6 (pydicom's dictionary) that Orthanc 1.10
+# still names without the RETIRED_ prefix: current in DCMTK 3.6.7's dictionary, or
+# (OtherPatientIDs) one of Orthanc's main tags. Clients key /simplified-tags by these.
+_NAMED_AS_CURRENT = frozenset({
+    0x00101000,  # OtherPatientIDs
+    0x00380004,  # ReferencedPatientAliasSequence
+    0x00701807,  # WeightingLookupTableDescriptor
+    0x00701808,  # WeightingLookupTableData
+    0x30040010,  # RTDoseROISequence
+    0x30040012,  # DoseValue
+    0x30060085,  # ROIObservationLabel
+    0x30060088,  # ROIObservationDescription
+    0x3008002B,  # TreatmentTerminationCode
+    0x30100090,  # RoboticBaseLocationIndicator
+})
 
 
 def dataset_to_json(
@@ -90,6 +106,18 @@ def _convert(ds: Dataset, fmt: TagsFormat, encodings: list[str]) -> dict[str, An
     return result
 
 
+def element_text(ds: Dataset, tag: BaseTag) -> str | None:
+    """The value of a leaf element as ``/tags`` shows it (numbers as text too);
+    ``None`` when absent, binary or a sequence."""
+    raw = ds.get_item(tag)
+    if raw is None:
+        return None
+    vr = element_vr(ds, tag, raw)
+    if vr == "SQ":
+        return None
+    return _leaf_string(ds, tag, raw, vr, encodings_of(ds))
+
+
 def _leaf_string(
     ds: Dataset, tag: BaseTag, raw: RawDataElement | DataElement, vr: str, encodings: list[str]
 ) -> str | None:
@@ -126,7 +154,8 @@ def _name(tag: BaseTag, creator: str | None) -> str:
         return "Unknown Tag & Data"
     keyword = keyword_for_tag(tag)
     if keyword:
-        return f"RETIRED_{keyword}" if dictionary_is_retired(tag) else keyword
+        retired = dictionary_is_retired(tag) and tag_int not in _NAMED_AS_CURRENT
+        return f"RETIRED_{keyword}" if retired else keyword
     if elem == 0:
         return "GenericGroupLength"
     return "Unknown Tag & Data"

@@ -1,17 +1,14 @@
 """``POST /instances`` (upload of DICOM files or ZIP archives) and the routes that read
-one instance: ``/file``, ``/tags``, ``/simplified-tags``, ``/header``, ``/content``."""
+one instance: ``/file``, ``/tags``, ``/simplified-tags``, ``/header`` (``/content`` is in
+:mod:`.content`)."""
 
 from __future__ import annotations
 
-import io
 import logging
 import tempfile
 import zipfile
 from typing import Any
 
-import pydicom
-from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence as DicomSequence
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -19,7 +16,7 @@ from starlette.routing import Route
 
 from isengard_sdk.types import ResourceLevel
 
-from ..errors import BadRequest, InstanceRejected, InvalidDicomError, UnknownResource
+from ..errors import InstanceRejected, InvalidDicomError, UnknownResource
 from ..ingest import Origin
 from ..storage import COMPRESSION_NONE, FilesystemStorageArea
 from ..tags_json import TagsFormat, dataset_to_json
@@ -154,70 +151,13 @@ async def get_header(request: Request) -> Response:
 
     def work() -> dict[str, Any]:
         ds, _ = k.instance_dataset(_instance(request))
-        return dataset_to_json(ds, fmt, include_meta=True)
+        header = dataset_to_json(ds, fmt, include_meta=True)
+        # Orthanc leaves the binary elements (FileMetaInformationVersion …) out of it.
+        return {key: value for key, value in header.items()
+                if value is not None and (not isinstance(value, dict) or
+                                          value.get("Type") != "Null")}
 
     return OrthancJSON(await run_in_threadpool(work))
-
-
-async def get_content(request: Request) -> Response:
-    """Navigate the dataset: ``/content``, ``/content/0008-1140/0/0008-1150`` …"""
-    k = _kernel(request)
-    parts = [p for p in request.path_params.get("path", "").split("/") if p]
-
-    def work() -> Response:
-        row = _instance(request)
-        ds: Any
-        if parts and _parse_tag(parts[0]) == 0x7FE00010:  # pixel data: the file is needed
-            ds = pydicom.dcmread(io.BytesIO(k.read_file(row)))
-        else:
-            ds, _ = k.instance_dataset(row)
-        node: Any = ds
-        parent: Dataset = ds
-        for part in parts:
-            if isinstance(node, Dataset):
-                tag = _parse_tag(part)
-                if tag not in node:
-                    raise UnknownResource(f"no tag {part} in {request.url.path}")
-                parent = node
-                element = node[tag]
-                node = element.value if element.VR == "SQ" else element
-            elif isinstance(node, (DicomSequence, list)):
-                if not part.isdigit() or int(part) >= len(node):
-                    raise UnknownResource(f"no item {part} in {request.url.path}")
-                node = node[int(part)]
-            else:
-                raise UnknownResource(f"cannot go below a value in {request.url.path}")
-        if isinstance(node, Dataset):
-            return OrthancJSON([f"{int(t) >> 16:04x}-{int(t) & 0xFFFF:04x}" for t in node.keys()])
-        if isinstance(node, (DicomSequence, list)):
-            return OrthancJSON([str(i) for i in range(len(node))])
-        # the value as stored (raw bytes), not pydicom's interpretation of it
-        raw = parent.get_item(node.tag)
-        value = raw.value if raw is not None and isinstance(raw.value, bytes) else None
-        if value is None:
-            value = _text(node).encode()
-        return Response(value, media_type="application/octet-stream")
-
-    return await run_in_threadpool(work)
-
-
-def _text(element: Any) -> str:
-    value = element.value
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v) for v in value)
-    return str(value)
-
-
-def _parse_tag(part: str) -> int:
-    cleaned = part.replace("-", "").replace(",", "")
-    if len(cleaned) != 8:
-        raise BadRequest(f"{part!r} is not a tag (expected gggg-eeee)")
-    try:
-        return int(cleaned, 16)
-    except ValueError as exc:
-        raise BadRequest(f"{part!r} is not a tag (expected gggg-eeee)") from exc
 
 
 routes = [
@@ -226,6 +166,4 @@ routes = [
     Route("/instances/{id}/tags", get_tags, methods=["GET"]),
     Route("/instances/{id}/simplified-tags", get_simplified_tags, methods=["GET"]),
     Route("/instances/{id}/header", get_header, methods=["GET"]),
-    Route("/instances/{id}/content", get_content, methods=["GET"]),
-    Route("/instances/{id}/content/{path:path}", get_content, methods=["GET"]),
 ]

@@ -120,13 +120,29 @@ async def get_statistics(request: Request) -> Response:
     return OrthancJSON(await run_in_threadpool(work))
 
 
+def _metadata(k: Any, row: Any) -> dict[str, str]:
+    """Stored metadata, plus ``LastUpdate`` that Orthanc keeps as a metadata of patients,
+    studies and series."""
+    md: dict[str, str] = k.index.metadata(row.internal_id)
+    if row.level != ResourceLevel.INSTANCE:
+        md["LastUpdate"] = row.last_update
+    known = len(_METADATA_ORDER)
+    return dict(sorted(md.items(), key=lambda kv: (_METADATA_ORDER.get(kv[0], known), kv[0])))
+
+
+# Orthanc lists metadata in the order of its MetadataType enumeration (then user ones).
+_METADATA_ORDER = {name: i for i, name in enumerate((
+    "IndexInSeries", "ReceptionDate", "RemoteAET", "ExpectedNumberOfInstances",
+    "ModifiedFrom", "AnonymizedFrom", "LastUpdate", "Origin", "TransferSyntax",
+    "SopClassUid", "RemoteIP", "CalledAET", "HttpUsername", "PixelDataOffset"))}
+
+
 async def list_metadata(request: Request) -> Response:
     k = _kernel(request)
     level = level_of(request)
 
     def work() -> Any:
-        row = k.row(level, request.path_params["id"])
-        md = k.index.metadata(row.internal_id)
+        md = _metadata(k, k.row(level, request.path_params["id"]))
         return md if query_flag(request, "expand") else list(md)
 
     return OrthancJSON(await run_in_threadpool(work))
@@ -139,7 +155,7 @@ async def get_metadata(request: Request) -> Response:
 
     def work() -> str:
         row = k.row(level, request.path_params["id"])
-        md = k.index.metadata(row.internal_id)
+        md = _metadata(k, row)
         if name not in md:
             raise UnknownResource(f"{level.title.lower()} {row.public_id} has no metadata "
                                   f"{name!r}")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from isengard_sdk.types import ChangeType
 
 from ..errors import UnknownResource
 from ..index.schema import SCHEMA_VERSION
@@ -72,16 +75,22 @@ async def get_plugin(request: Request) -> Response:
     raise UnknownResource(f"no plugin named {name!r} is loaded")
 
 
+# Orthanc 1.10 signals deletions to plugins (on_change here) but does not log them.
+_HIDDEN_CHANGES = (ChangeType.DELETED,)
+
+
 async def get_changes(request: Request) -> Response:
     index = _kernel(request).index
     if query_flag(request, "last"):
-        last = await run_in_threadpool(index.last_change)
-        changes, _, _ = await run_in_threadpool(index.changes, last - 1, 1)
+        last = await run_in_threadpool(partial(index.last_change, exclude=_HIDDEN_CHANGES))
+        changes, _, _ = await run_in_threadpool(
+            partial(index.changes, last - 1, 1, exclude=_HIDDEN_CHANGES))
         return OrthancJSON({"Changes": [c.to_json() for c in changes], "Done": True,
                             "Last": last})
     since = query_int(request, "since", 0)
     limit = min(query_int(request, "limit", 100), 4000)
-    changes, last, done = await run_in_threadpool(index.changes, since, limit)
+    changes, last, done = await run_in_threadpool(
+        partial(index.changes, since, limit, exclude=_HIDDEN_CHANGES))
     return OrthancJSON({"Changes": [c.to_json() for c in changes], "Done": done,
                         "Last": last})
 

@@ -63,7 +63,8 @@ async def find(request: Request) -> Response:
     k = _kernel(request)
 
     def work() -> list[Any]:
-        rows = k.find(level, query, case_sensitive=case_sensitive, since=since, limit=limit)
+        rows = k.find(level, query, case_sensitive=case_sensitive, since=since, limit=limit,
+                      rest_api=True)
         if expand:
             return resources_json(k.index, rows)
         return [r.public_id for r in rows]

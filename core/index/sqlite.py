@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,9 @@ class NewInstanceRecord:
     metadata: dict[str, str]
     header: bytes | None
     has_pixel_data: bool
+    # Metadata of the series, written only when this instance creates it (Orthanc's
+    # RemoteAET and ExpectedNumberOfInstances of the series).
+    series_metadata: dict[str, str] = field(default_factory=dict)
 
 
 class SQLiteIndex:
@@ -129,6 +132,15 @@ class SQLiteIndex:
                 raise
             conn.execute("COMMIT")
 
+    def transaction(self) -> Any:
+        """A write transaction (context manager yielding the connection), for the stores
+        of this package that keep other tables in the same database (jobs, modalities)."""
+        return self._transaction()
+
+    def reader(self) -> sqlite3.Connection:
+        """This thread's read-only connection."""
+        return self._reader()
+
     def close(self) -> None:
         """Close every connection (readers of other threads included)."""
         with self._write_lock:
@@ -187,8 +199,13 @@ class SQLiteIndex:
                         "UPDATE resources SET last_update = ?, is_stable = 0 "
                         "WHERE internal_id = ?", (now, parent))
                 else:
+                    # Orthanc copies the patient's main tags into each new study (they
+                    # are the study's PatientMainDicomTags and what study-level and
+                    # lower queries match patient tags against).
+                    copied = (record.main_tags[ResourceLevel.PATIENT]
+                              if level == ResourceLevel.STUDY else None)
                     parent = self._insert_resource(conn, level, public_id, parent,
-                                                   record.main_tags[level], now)
+                                                   record.main_tags[level], now, copied)
                     created.append(level)
                 conn.execute(
                     "INSERT INTO unstable_resources(internal_id, level, public_id, deadline) "
@@ -196,6 +213,10 @@ class SQLiteIndex:
                     "deadline = excluded.deadline",
                     (parent, int(level), public_id, deadline),
                 )
+            if ResourceLevel.SERIES in created:
+                conn.executemany(
+                    "INSERT INTO metadata(internal_id, name, value) VALUES (?, ?, ?)",
+                    [(parent, k, v) for k, v in record.series_metadata.items()])
             instance_id = self._insert_resource(
                 conn, ResourceLevel.INSTANCE, record.ids[3], parent,
                 record.main_tags[ResourceLevel.INSTANCE], now)
@@ -228,7 +249,7 @@ class SQLiteIndex:
 
     def _insert_resource(self, conn: sqlite3.Connection, level: ResourceLevel,
                          public_id: str, parent: int | None, tags: dict[str, str],
-                         now: str) -> int:
+                         now: str, copied_tags: dict[str, str] | None = None) -> int:
         cur = conn.execute(
             "INSERT INTO resources(level, public_id, parent_id, main_tags, last_update) "
             "VALUES (?, ?, ?, ?, ?)",
@@ -239,7 +260,8 @@ class SQLiteIndex:
         conn.executemany(
             "INSERT INTO dicom_identifiers(internal_id, tag, value, value_norm) "
             "VALUES (?, ?, ?, ?)",
-            [(internal_id, k, v, v.upper()) for k, v in tags.items()],
+            [(internal_id, k, v, v.upper()) for k, v in {**(copied_tags or {}),
+                                                           **tags}.items()],
         )
         return internal_id
 
@@ -562,12 +584,19 @@ class SQLiteIndex:
         return {"counts": counts, "disk": disk, "uncompressed": uncompressed,  # type: ignore
                 "dicom_disk": dicom_disk, "dicom_uncompressed": dicom_uncompressed}
 
-    def changes(self, since: int, limit: int) -> tuple[list[Change], int, bool]:
-        """Changes after ``since`` (at most ``limit``), the last seq, and whether done."""
+    def changes(self, since: int, limit: int, *, exclude: Iterable[ChangeType] = ()
+                ) -> tuple[list[Change], int, bool]:
+        """Changes after ``since`` (at most ``limit``), the last seq, and whether done.
+
+        ``exclude``: change types left out (the REST API hides ``Deleted``, which Orthanc
+        signals to plugins but does not log)."""
         conn = self._reader()
+        skipped = [c.value for c in exclude]
+        filter_sql = f" AND change_type NOT IN ({','.join('?' * len(skipped))})" \
+            if skipped else ""
         rows = conn.execute(
-            "SELECT seq, change_type, level, public_id, date FROM changes WHERE seq > ? "
-            "ORDER BY seq LIMIT ?", (since, limit + 1)).fetchall()
+            "SELECT seq, change_type, level, public_id, date FROM changes WHERE seq > ?"
+            f"{filter_sql} ORDER BY seq LIMIT ?", (since, *skipped, limit + 1)).fetchall()
         done = len(rows) <= limit
         rows = rows[:limit]
         changes = [Change(r[0], ChangeType(r[1]), ResourceLevel(r[2]), r[3], r[4]) for r in rows]
@@ -578,9 +607,12 @@ class SQLiteIndex:
             last = max(last, since) if since <= last else last
         return changes, last, done
 
-    def last_change(self) -> int:
+    def last_change(self, *, exclude: Iterable[ChangeType] = ()) -> int:
+        skipped = [c.value for c in exclude]
+        filter_sql = f" WHERE change_type NOT IN ({','.join('?' * len(skipped))})" \
+            if skipped else ""
         return int(self._reader().execute(
-            "SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0])
+            f"SELECT COALESCE(MAX(seq), 0) FROM changes{filter_sql}", skipped).fetchone()[0])
 
     def exports(self, since: int, limit: int) -> tuple[list[dict[str, Any]], int, bool]:
         conn = self._reader()
@@ -597,13 +629,34 @@ class SQLiteIndex:
         return out, last, done
 
     def lookup_identifier(self, value: str) -> list[ResourceRow]:
-        """Resources whose PatientID / StudyInstanceUID / SeriesInstanceUID /
-        SOPInstanceUID / AccessionNumber equals ``value`` (``/tools/lookup``)."""
+        """Patients whose PatientID, studies whose StudyInstanceUID, series whose
+        SeriesInstanceUID, instances whose SOPInstanceUID equals ``value``, ignoring case
+        as Orthanc's normalized identifiers do (``/tools/lookup``; AccessionNumber is
+        not looked up, as in Orthanc 1.10)."""
         ids = [r[0] for r in self._reader().execute(
-            "SELECT DISTINCT internal_id FROM dicom_identifiers WHERE tag IN ('PatientID', "
-            "'StudyInstanceUID', 'SeriesInstanceUID', 'SOPInstanceUID', 'AccessionNumber') "
-            "AND value = ? ORDER BY internal_id", (value.strip(),))]
+            "SELECT DISTINCT d.internal_id, r.level FROM dicom_identifiers d JOIN resources r "
+            "ON r.internal_id = d.internal_id WHERE d.value_norm = ? AND ("
+            "(r.level = 0 AND d.tag = 'PatientID') OR "
+            "(r.level = 1 AND d.tag = 'StudyInstanceUID') OR "
+            "(r.level = 2 AND d.tag = 'SeriesInstanceUID') OR "
+            "(r.level = 3 AND d.tag = 'SOPInstanceUID')) ORDER BY r.level, d.internal_id",
+            (value.strip().upper(),))]
         return self.rows(ids)
+
+    def copied_patient_tags(self, study_ids: Sequence[int], keywords: Iterable[str]
+                            ) -> dict[int, dict[str, str]]:
+        """study internal id → the patient main tags copied into it at its creation."""
+        names = list(keywords)
+        out: dict[int, dict[str, str]] = {}
+        conn = self._reader()
+        for chunk in _chunks(list(study_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            tags = ",".join("?" * len(names))
+            for iid, tag, value in conn.execute(
+                    "SELECT internal_id, tag, value FROM dicom_identifiers WHERE "
+                    f"internal_id IN ({marks}) AND tag IN ({tags})", [*chunk, *names]):
+                out.setdefault(iid, {})[tag] = value
+        return out
 
     def find(self, level: ResourceLevel, sql_constraints: Sequence[tuple[ResourceLevel,
              Constraint]], *, since: int = 0, limit: int = 0) -> list[int]:
@@ -658,6 +711,8 @@ def _constraint_sql(c: Constraint) -> tuple[str, list[Any]]:
         return f"{column} = ?", [norm(c.values[0])]
     if c.kind == "wildcard":
         return f"{column} GLOB ?", [glob_pattern(norm(c.values[0]))]
+    parts: list[str]
+    params: list[Any]
     if c.kind == "list":
         parts, params = [], []
         for v in c.values:
@@ -669,7 +724,7 @@ def _constraint_sql(c: Constraint) -> tuple[str, list[Any]]:
                 params.append(norm(v))
         return "(" + " OR ".join(parts) + ")", params
     low, high = c.values
-    parts = ["d.value <> ''"]
+    parts = ["1"]  # plain string comparison, as Orthanc: "" matches "-b"
     params = []
     if low:
         parts.append("d.value >= ?")

@@ -50,7 +50,9 @@ def test_constraint_kinds(keyword, value, kind, values):
     (Constraint("PatientName", "exact", ("doe",), False), None, False),
     (Constraint("StudyDate", "range", ("20200101", "20201231"), False), "20200615", True),
     (Constraint("StudyDate", "range", ("20200101", "20201231"), False), "20210101", False),
-    (Constraint("StudyDate", "range", ("", "20201231"), False), "", False),
+    # a string comparison, as Orthanc's index: an empty date is before any bound
+    (Constraint("StudyDate", "range", ("", "20201231"), False), "", True),
+    (Constraint("StudyDate", "range", ("20200101", ""), False), "", False),
     (Constraint("StudyTime", "range", ("", "1000"), False), "095959.123", True),
     (Constraint("Modality", "list", ("CT", "MR"), False), "mr", True),
     (Constraint("PatientName", "wildcard", ("a[b]*",), False), "A[B]C", True),
