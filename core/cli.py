@@ -2,6 +2,8 @@
 
 ``isengard serve [--config site.yaml] [--http-port N] [--dicom-port N] [--aet AET]
 [--data-dir DIR] [--verbose]`` runs the server until Ctrl-C or SIGTERM.
+``isengard import PATH... [--url URL | --data-dir DIR]`` loads files, folders, ZIP files
+and DICOMDIR media (see :mod:`isengard.importer`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import threading
 import warnings
 from collections.abc import Sequence
 
+from . import importer
 from .config import load_config
 from .errors import ConfigError, StartupError
 from .version import __version__
@@ -31,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     _serve_arguments(serve)
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("config", help="the YAML file to validate")
+    imp = sub.add_parser("import", help="import DICOM files, folders, ZIP files or DICOMDIR "
+                                        "media into a server or a data folder")
+    importer.add_arguments(imp)
     return parser
 
 
@@ -63,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "-h", "--help", "--version"):
         args_list.insert(0, "serve")
     args = _parser().parse_args(args_list)
+    if args.command == "import":
+        return importer.main(args)
     if args.command == "check-config":
         try:
             load_config(args.config)

@@ -5,6 +5,7 @@ types they receive, :class:`Context`, and :func:`load_settings` for their own co
 """
 
 from .context import Context, IngestResult, KernelServices, ServerInfo
+from .errors import HttpError
 from .hookspecs import hookimpl
 from .settings import SettingsError, load_settings
 from .types import (
@@ -24,6 +25,7 @@ __all__ = [
     "ChangeType",
     "Context",
     "IncomingInstance",
+    "HttpError",
     "IngestResult",
     "KernelServices",
     "ResourceLevel",

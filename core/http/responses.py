@@ -32,12 +32,14 @@ ORTHANC_ERRORS = {
     405: (-1, "Method not allowed"),
     415: (15, "Bad file format"),
     500: (-1, "Internal error"),
+    501: (2, "Not implemented yet"),
     502: (9, "Error in the network protocol"),
     504: (9, "Timeout"),
 }
 HTTP_REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found",
                 405: "Method Not Allowed", 415: "Unsupported Media Type",
-                500: "Internal Server Error", 502: "Bad Gateway", 504: "Gateway Timeout"}
+                500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
+                504: "Gateway Timeout"}
 
 
 def error_response(request: Request, status: int, details: str, *,
