@@ -21,6 +21,7 @@ __all__ = [
     "DicomSettings",
     "HttpSettings",
     "IndexSettings",
+    "JobsSettings",
     "Settings",
     "StorageSettings",
     "load_config",
@@ -45,6 +46,13 @@ class DicomSettings:
     check_called_aet: bool = False
     always_allow_echo: bool = True
     always_allow_store: bool = True
+    # Callers that are not declared under `modalities:` may query/retrieve only if these
+    # say so (Orthanc "DicomAlwaysAllowFind" / "…Move" / "…Get", false by default).
+    always_allow_find: bool = False
+    always_allow_move: bool = False
+    always_allow_get: bool = False
+    # Recognise a declared modality by its host too, not only its AE title.
+    check_modality_host: bool = False
     # Seconds without activity before an association is aborted (Orthanc DicomScpTimeout).
     timeout: int = 30
     maximum_associations: int = 32
@@ -64,6 +72,14 @@ class IndexSettings:
 
 
 @dataclass(frozen=True)
+class JobsSettings:
+    # Jobs running at once (Orthanc "ConcurrentJobs").
+    workers: int = 2
+    # Finished jobs kept for GET /jobs (Orthanc "JobsHistorySize").
+    history_size: int = 10
+
+
+@dataclass(frozen=True)
 class Settings:
     name: str = "Isengard"
     data_dir: str = "isengard-data"
@@ -75,6 +91,10 @@ class Settings:
     overwrite_instances: bool = False
     stable_age: int = 60
     case_sensitive_pn: bool = False
+    limit_find_results: int = 0
+    limit_find_instances: int = 0
+    jobs: JobsSettings = field(default_factory=JobsSettings)
+    modalities: dict[str, Any] = field(default_factory=dict)
     plugins: dict[str, Any] = field(default_factory=dict)
     scripts: list[str] = field(default_factory=list)
 
@@ -139,6 +159,11 @@ def _check(s: Settings, source: str) -> None:
                           f"must be 0 (unlimited) or at least 4096 (in {source})")
     if s.stable_age < 0:
         raise ConfigError("stable_age", f"must be zero or positive (in {source})")
+    if s.jobs.workers < 1:
+        raise ConfigError("jobs.workers", f"must be at least 1 (in {source})")
+    from .modalities import modalities_from_config
+
+    modalities_from_config(s.modalities)  # raises ConfigError naming the YAML path
 
 
 def load_config(path: Path | str | None) -> Settings:

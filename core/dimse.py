@@ -11,17 +11,20 @@ import logging
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
+from pynetdicom.dsutils import encode_file_meta
 from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import AssociationServer
 
 from .config import DicomSettings
+from .dimse_qr import QR_SOP_CLASSES
 from .errors import InstanceRejected, InvalidDicomError, StartupError
 from .ingest import Ingest, Origin
 from .version import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
@@ -52,10 +55,29 @@ TRANSFER_SYNTAXES = [
     "1.2.840.10008.1.2.4.110",  # JPEG XL Lossless
 ]
 
+# C-STORE statuses, PS3.4 B.2.3 (Table B.2-1).
 STATUS_SUCCESS = 0x0000
-STATUS_OUT_OF_RESOURCES = 0xA700  # Refused: out of resources
-STATUS_CANNOT_UNDERSTAND = 0xC000  # Error: cannot understand
+# "Refused: Out of Resources" (A7xx): the instance was not stored; the sender may retry
+# later (storage failure, shut-down in progress).
+STATUS_OUT_OF_RESOURCES = 0xA700
+# "Error: Cannot understand" (Cxxx): the data set cannot be parsed or lacks the
+# identifiers the index needs; sending it again will not help.
+STATUS_CANNOT_UNDERSTAND = 0xC000
+# A filter plugin vetoed the instance. PS3.4 has no "refused by policy" status for
+# C-STORE; like Orthanc we answer "Refused: Out of Resources" (A700).
 STATUS_REJECTED = 0xA700
+
+# A-ASSOCIATE-RJ (source, diagnostic) → reason, PS3.8 9.3.4 (Table 9-21).
+_REJECT_REASONS = {
+    (1, 1): "no reason given",
+    (1, 2): "application context name not supported",
+    (1, 3): "calling AE title not recognised",
+    (1, 7): "called AE title not recognised",
+    (2, 1): "no reason given (ACSE)",
+    (2, 2): "protocol version not supported",
+    (3, 1): "temporary congestion",
+    (3, 2): "local limit exceeded",
+}
 
 
 @dataclass
@@ -72,12 +94,24 @@ class _AssociationStats:
 class DicomServer:
     """The DICOM listener of one server."""
 
-    def __init__(self, settings: DicomSettings, ingest: Callable[[], Ingest]):
+    def __init__(self, settings: DicomSettings, ingest: Callable[[], Ingest],
+                 query_retrieve: Callable[[], list[Any]] | None = None):
         self.settings = settings
         self._ingest = ingest
+        # C-FIND / C-MOVE / C-GET handlers (dimse_qr), built once the kernel is open.
+        self._query_retrieve = query_retrieve
         self._server: AssociationServer | None = None
         self._stats: dict[int, _AssociationStats] = {}
         self._lock = threading.Lock()
+        # Shut-down bookkeeping: C-STORE handlers running the ingest path, and whether
+        # new ones are still allowed (both guarded by ``_lock``).
+        self._idle = threading.Condition(self._lock)
+        self._in_flight = 0
+        self._stopping = False
+        # Every connection accepted (from EVT_CONN_OPEN, before pynetdicom starts the
+        # association's thread, so ae.active_associations may not list it yet). Finished
+        # associations drop out by themselves.
+        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self.ae = self._make_ae()
 
     def _make_ae(self) -> AE:
@@ -93,7 +127,13 @@ class DicomServer:
         ae.require_called_aet = s.check_called_aet
         ae.add_supported_context(Verification, TRANSFER_SYNTAXES[:3])
         for cx in AllStoragePresentationContexts:
-            ae.add_supported_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
+            if cx.abstract_syntax is not None:
+                # scp_role: a C-GET requester may act as storage SCP (PS3.4 C.4.3, PS3.7
+                # D.3.3.4 role selection) on the same association.
+                ae.add_supported_context(cx.abstract_syntax, TRANSFER_SYNTAXES,
+                                         scu_role=False, scp_role=True)
+        for sop_class in QR_SOP_CLASSES:
+            ae.add_supported_context(sop_class, TRANSFER_SYNTAXES[:3])
         return ae
 
     @property
@@ -106,7 +146,8 @@ class DicomServer:
         """Listen (non-blocking). Raises :class:`StartupError` if the port is taken."""
         host = self.settings.host if host is None else host
         port = self.settings.port if port is None else port
-        handlers = [
+        handlers: list[Any] = [
+            (evt.EVT_CONN_OPEN, self._on_connection_open),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_ACCEPTED, self._on_accepted),
@@ -114,55 +155,112 @@ class DicomServer:
             (evt.EVT_ABORTED, self._on_closed),
             (evt.EVT_REJECTED, self._on_rejected),
         ]
+        if self._query_retrieve is not None:
+            handlers += self._query_retrieve()
+        with self._lock:
+            self._stopping = False
         try:
-            self._server = self.ae.start_server((host, port), block=False, evt_handlers=handlers)
+            # With block=False pynetdicom always returns the (running) server.
+            server = cast(AssociationServer, self.ae.start_server(
+                (host, port), block=False, evt_handlers=handlers))
         except OSError as exc:
             raise StartupError(f"cannot listen for DICOM on {host}:{port}: "
                                f"{exc.strerror or exc} (is another server using port {port}? "
                                "choose another with --dicom-port)") from exc
-        # Acknowledgements must not wait for Nagle's algorithm (PS3.8 doesn't care, latency does).
-        self._server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        log.info("DICOM server listening on %s:%d as AE title %s", host, self.port, self.settings.aet)
+        # Acknowledgements must not wait for Nagle's algorithm (PS3.8 doesn't care, latency
+        # does). Linux copies the option to accepted sockets; _on_connection_open sets it on
+        # each of them anyway, for the platforms that do not.
+        if server.socket is not None:
+            server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._server = server
+        log.info("DICOM server listening on %s:%d as AE title %s", host, self.port,
+                 self.settings.aet)
         return self.port
 
     def stop(self, grace: float = 10.0) -> None:
-        """Stop accepting associations, let running ones finish (up to ``grace``
-        seconds), then abort what is left. A C-STORE in progress completes or leaves
-        nothing behind: storage writes are atomic."""
+        """Stop accepting associations, let the C-STOREs being ingested finish (up to
+        ``grace`` seconds), then abort the open associations.
+
+        An association may stay open for hours (a modality keeping it idle, a batch of
+        thousands of files): waiting for peers to release would make shut-down as slow as
+        the slowest of them. What matters is that no instance is half-ingested when the
+        index closes: a C-STORE answered before the abort is stored and indexed; one that
+        arrives after ``stop()`` began is refused (A700, the sender may retry) and leaves
+        nothing behind.
+        """
         if self._server is None:
             return
-        self._server.shutdown()
+        self._server.shutdown()  # no new associations
         self._server = None
+        with self._idle:
+            # From here on, new connections close themselves (_on_connection_open) and
+            # new C-STOREs are refused (_on_store).
+            self._stopping = True
+            acceptors = list(self._connections)
+            if not self._idle.wait_for(lambda: self._in_flight == 0, timeout=grace):
+                log.warning("%d C-STORE(s) still being stored after %.0f s at shut-down",
+                            self._in_flight, grace)
         deadline = time.monotonic() + grace
-        for assoc in self.ae.active_associations:
-            assoc.join(max(0.0, deadline - time.monotonic()))
-        for assoc in self.ae.active_associations:
-            log.warning("aborting association from %s at shut-down", assoc.requestor.ae_title)
+        for assoc in acceptors:
+            if assoc.requestor.primitive is None:
+                _close_unassociated(assoc)
+                continue
+            log.warning("aborting association from %s (%s) at shut-down",
+                        assoc.requestor.ae_title, assoc.requestor.address)
+            # The last answer must leave before the A-ABORT: wait until the association's
+            # thread is between two messages (its C-STORE-RSP queued), then abort.
+            _pause_reactor(assoc, deadline)
             assoc.abort()
-            assoc.join(2.0)
+        for assoc in acceptors:
+            if assoc.ident is not None:  # else not started yet: it will end at once
+                assoc.join(max(0.0, deadline - time.monotonic()))
 
     # -- event handlers (run in the association's thread) -------------------------------
 
+    def _on_connection_open(self, event: Any) -> None:
+        # Runs in the connection's thread before pynetdicom starts the association.
+        with self._lock:
+            stopping = self._stopping
+            if not stopping:
+                self._connections.add(event.assoc)
+        if stopping:  # accepted just before the listener closed
+            _close_unassociated(event.assoc)
+            return
+        # Before the first PDU is read, so that A-ASSOCIATE-AC already goes out without
+        # Nagle's delay. pynetdicom's AssociationSocket wraps the accepted socket.
+        raw = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+        if raw is None:
+            return
+        try:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:
+            log.debug("cannot set TCP_NODELAY on the connection from %s: %s",
+                      event.address, exc)
+
     def _on_accepted(self, event: Any) -> None:
         assoc = event.assoc
-        sock = getattr(assoc.dul, "socket", None)
-        raw = getattr(sock, "socket", None)
-        if raw is not None:
-            try:
-                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
         calling = assoc.requestor.ae_title
         address = f"{assoc.requestor.address}:{assoc.requestor.port}"
         with self._lock:
             self._stats[id(assoc)] = _AssociationStats(calling, address)
         log.info("association from %s (%s) to %s accepted", calling, address,
-                 assoc.acceptor.ae_title)
+                 _called_aet(assoc))
 
     def _on_rejected(self, event: Any) -> None:
         assoc = event.assoc
-        log.warning("association from %s (%s) rejected", assoc.requestor.ae_title,
-                    assoc.requestor.address)
+        answer = assoc.acceptor.primitive  # the A-ASSOCIATE-RJ just sent
+        key = (int(getattr(answer, "result_source", 0) or 0),
+               int(getattr(answer, "diagnostic", 0) or 0))
+        reason = _REJECT_REASONS.get(key, f"source {key[0]}, diagnostic {key[1]}")
+        called = _called_aet(assoc)
+        if key == (1, 7):
+            reason += (f": {called!r} is not {self.settings.aet!r} "
+                       "(dicom.check_called_aet is on)")
+        elif key == (3, 2):
+            reason += (f": already {self.settings.maximum_associations} associations "
+                       "(dicom.maximum_associations)")
+        log.warning("association from %s (%s) to %s rejected: %s", assoc.requestor.ae_title,
+                    assoc.requestor.address, called, reason)
 
     def _on_closed(self, event: Any) -> None:
         with self._lock:
@@ -181,10 +279,29 @@ class DicomServer:
     def _on_store(self, event: Any) -> Dataset | int:
         assoc = event.assoc
         stats = self._stats.get(id(assoc))
+        # CalledAET is the title the peer asked for (Orthanc records it too): with
+        # check_called_aet off, a server answers to any title.
         origin = Origin(kind="DicomProtocol", remote_aet=assoc.requestor.ae_title,
-                        called_aet=assoc.acceptor.ae_title, remote_ip=assoc.requestor.address)
+                        called_aet=_called_aet(assoc), remote_ip=assoc.requestor.address)
+        with self._lock:
+            stopping = self._stopping
+            if not stopping:
+                self._in_flight += 1
+        if stopping:
+            return self._failure(stats, STATUS_OUT_OF_RESOURCES,
+                                 "the server is shutting down: send the instance again later",
+                                 origin)
         try:
-            data = event.encoded_dataset(include_meta=True)
+            return self._store(event, stats, origin)
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def _store(self, event: Any, stats: _AssociationStats | None,
+               origin: Origin) -> Dataset | int:
+        try:
+            data = _part10_bytes(event, origin.remote_aet)
             outcome, parsed = self._ingest().ingest(data, origin)
         except InvalidDicomError as exc:
             return self._failure(stats, STATUS_CANNOT_UNDERSTAND, str(exc), origin)
@@ -213,5 +330,59 @@ class DicomServer:
                     reason)
         answer = Dataset()
         answer.Status = status
-        answer.ErrorComment = reason[:64]  # LO: at most 64 characters
+        # LO (PS3.5 6.2): at most 64 characters, a backslash would split the value.
+        answer.ErrorComment = reason.replace("\\", "/")[:64]
         return answer
+
+
+def _called_aet(assoc: Any) -> str:
+    """The AE title the peer called (from its A-ASSOCIATE-RQ), ours if unknown."""
+    request = assoc.requestor.primitive
+    called = getattr(request, "called_ae_title", None) if request is not None else None
+    return str(called).strip() if called else str(assoc.acceptor.ae_title)
+
+
+def _close_unassociated(assoc: Any) -> None:
+    """Close a connection whose peer has not sent its A-ASSOCIATE-RQ yet (a port probe,
+    a load balancer's health check).
+
+    There is no association to abort: A-ABORT is not a valid event before the request
+    (PS3.8 9.2, state Sta2). Closing the transport moves the state machine back to idle;
+    pynetdicom's reactor, which waits for the request until acse_timeout, is woken by an
+    empty item in its queue (its "nothing received" answer) and ends the thread.
+    """
+    raw = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+    if raw is not None:
+        try:
+            raw.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed by the peer
+    assoc.dul.to_user_queue.put(None)
+
+
+def _pause_reactor(assoc: Any, deadline: float) -> None:
+    """Hold pynetdicom's association reactor between two messages, as its own ``send_*``
+    methods do before using the association from another thread."""
+    checkpoint = getattr(assoc, "_reactor_checkpoint", None)
+    if checkpoint is None or not hasattr(assoc, "_is_paused"):
+        return  # another pynetdicom: abort without waiting
+    checkpoint.clear()
+    while not assoc._is_paused and assoc.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+def _part10_bytes(event: Any, calling_aet: str) -> bytes:
+    """The received data set, untouched, behind a PS3.10 preamble and file meta.
+
+    pynetdicom's meta takes the SOP class and instance from the C-STORE request and the
+    transfer syntax from the presentation context; we name this server as the writer
+    (Implementation Class UID, PS3.10 7.1) and, as DCMTK's storescp does, the sender as
+    Source Application Entity Title.
+    """
+    meta = event.file_meta
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    if calling_aet:
+        meta.SourceApplicationEntityTitle = calling_aet
+    return b"".join((b"\x00" * 128, b"DICM", encode_file_meta(meta),
+                     event.encoded_dataset(include_meta=False)))

@@ -8,9 +8,10 @@ background workers. The DICOM and HTTP front-ends are built on top of it by
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
@@ -22,15 +23,17 @@ from isengard_sdk.types import ResourceLevel, StorageArea, StoredInstance
 from .background import ChangeDispatcher, StabilityMonitor
 from .config import Settings
 from .dicom_file import parse_dicom_bytes, parse_header
-from .dicom_tags import element_string
 from .errors import StartupError, UnknownResource
 from .find import find_resources
 from .index import ResourceRow, SQLiteIndex
 from .ingest import Ingest, Origin
+from .jobs import JobsEngine
+from .modalities import ModalityRegistry, modalities_from_config
 from .plugins import PluginHost
 from .resources import resources_json
-from .storage import FilesystemStorageArea
-from .tags_json import TagsFormat, dataset_to_json
+from .storage import COMPRESSION_ZLIB, FilesystemStorageArea
+from .tags_json import TagsFormat, dataset_to_json, element_text
+from .transfers import register_transfer_jobs
 from .version import __version__
 
 __all__ = ["Kernel"]
@@ -52,6 +55,8 @@ class Kernel:
         self.storage: StorageArea
         self.index: SQLiteIndex
         self.ingest_path: Ingest
+        self.modalities: ModalityRegistry
+        self.jobs: JobsEngine
         self.storage_plugin: str | None = None
         self._workers: list[ChangeDispatcher | StabilityMonitor] = []
         self._opened = False
@@ -89,6 +94,15 @@ class Kernel:
                                  stable_age=float(self.settings.stable_age))
         self.ingest_path = Ingest(self.index, self.storage, self.plugins,
                                   overwrite=self.settings.overwrite_instances)
+        self.modalities = ModalityRegistry(modalities_from_config(self.settings.modalities),
+                                           self.index)
+        self.jobs = JobsEngine(self.index, workers=self.settings.jobs.workers,
+                               history=self.settings.jobs.history_size)
+        register_transfer_jobs(self)
+        for plugin, (job_type, function) in self.plugins.collect("register_job_types"):
+            log.debug("plugin %r provides the job type %s", plugin, job_type)
+            self.jobs.register(job_type, function)
+        self.jobs.start()
         self._workers = [
             ChangeDispatcher(self.index, self.plugins, self.stored_instance),
             StabilityMonitor(self.index),
@@ -101,6 +115,7 @@ class Kernel:
         if not self._opened:
             return
         self._opened = False
+        self.jobs.stop()
         for worker in self._workers:
             worker.stop()
         self.index.close()
@@ -127,6 +142,24 @@ class Kernel:
                 f"the file of instance {row.public_id} is missing from storage "
                 f"(uuid {att.uuid})") from exc
 
+    def iter_file(self, row: ResourceRow, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """The file of an instance in chunks read lazily, for answers too large to hold in
+        memory (archives). The default storage streams from disk; another storage area
+        is read whole, then cut. Raises UnknownResource when the file is missing."""
+        att = self.index.attachment(row.internal_id)
+        if att is None:
+            raise UnknownResource(f"instance {row.public_id} has no DICOM file")
+        if not isinstance(self.storage, FilesystemStorageArea):
+            data = self.read_file(row)
+            return (data[i:i + chunk_size] for i in range(0, len(data), chunk_size))
+        try:
+            handle = self.storage.path_of(att.uuid).open("rb")
+        except FileNotFoundError as exc:
+            raise UnknownResource(
+                f"the file of instance {row.public_id} is missing from storage "
+                f"(uuid {att.uuid})") from exc
+        return _file_chunks(handle, att.compression, chunk_size)
+
     def instance_dataset(self, row: ResourceRow) -> tuple[Dataset, bool]:
         """The header of an instance (no pixel data), from the index when kept there."""
         kept = self.index.header(row.internal_id)
@@ -141,17 +174,20 @@ class Kernel:
         return dataset_to_json(ds, fmt, has_pixel_data=has_pixels)
 
     def instance_value(self, row: ResourceRow, keyword: str) -> str | None:
+        """The value of a tag of an instance as text (numbers too, as in ``/tags``)."""
         ds, _ = self.instance_dataset(row)
         tag = tag_for_keyword(keyword)
-        return element_string(ds, Tag(tag)) if tag is not None else None
+        return element_text(ds, Tag(tag)) if tag is not None else None
 
     def find(self, level: ResourceLevel, query: Mapping[str, Any], *,
-             case_sensitive: bool | None = None, since: int = 0, limit: int = 0
-             ) -> list[ResourceRow]:
+             case_sensitive: bool | None = None, since: int = 0, limit: int = 0,
+             rest_api: bool = False) -> list[ResourceRow]:
+        """Resources matching ``query``; ``rest_api``: the rules of ``/tools/find``."""
         if case_sensitive is None:
             case_sensitive = self.settings.case_sensitive_pn
         return find_resources(self.index, level, query, case_sensitive=case_sensitive,
-                              since=since, limit=limit, instance_value=self.instance_value)
+                              since=since, limit=limit, instance_value=self.instance_value,
+                              rest_api=rest_api)
 
     def delete(self, level: ResourceLevel, public_id: str) -> ResourceRow | None:
         """Delete a resource; returns the remaining ancestor. Raises UnknownResource."""
@@ -213,6 +249,22 @@ class KernelServices:
             raise KeyError(instance_id)
         return self._k.read_file(row)
 
+    def iter_instance_file(self, instance_id: str, chunk_size: int = 1 << 20
+                           ) -> Iterator[bytes]:
+        row = self._k.index.lookup(ResourceLevel.INSTANCE, instance_id)
+        if row is None:
+            raise KeyError(instance_id)
+        try:
+            return self._k.iter_file(row, chunk_size)
+        except UnknownResource as exc:
+            raise KeyError(str(exc)) from exc
+
+    def instance_metadata(self, instance_id: str) -> dict[str, str]:
+        row = self._k.index.lookup(ResourceLevel.INSTANCE, instance_id)
+        if row is None:
+            raise KeyError(instance_id)
+        return self._k.index.metadata(row.internal_id)
+
     def instance_tags(self, instance_id: str) -> dict[str, Any]:
         return self._k.instance_tags(self._k.row(ResourceLevel.INSTANCE, instance_id),
                                      "simplify")
@@ -231,3 +283,30 @@ class KernelServices:
         except UnknownResource:
             return False
         return True
+
+    def submit_job(self, job_type: str, parameters: Mapping[str, Any], *,
+                   priority: int = 0) -> str:
+        return self._k.jobs.submit(job_type, dict(parameters), priority=priority)
+
+    def run_job(self, job_type: str, parameters: Mapping[str, Any], *,
+                priority: int = 0) -> dict[str, Any]:
+        return self._k.jobs.run_sync(job_type, dict(parameters), priority=priority)
+
+
+def _file_chunks(handle: BinaryIO, compression: int, chunk_size: int) -> Iterator[bytes]:
+    """Read a stored file in chunks, inflating Orthanc's "zlib with size" format."""
+    with handle:
+        if compression != COMPRESSION_ZLIB:
+            while chunk := handle.read(chunk_size):
+                yield chunk
+            return
+        handle.read(8)  # the uncompressed size, little-endian uint64
+        inflater = zlib.decompressobj()
+        while True:
+            raw = inflater.unconsumed_tail or handle.read(chunk_size)
+            if not raw:
+                break
+            if out := inflater.decompress(raw, chunk_size):
+                yield out
+        if tail := inflater.flush():
+            yield tail

@@ -18,6 +18,7 @@ import uvicorn
 
 from .config import Settings
 from .dimse import DicomServer
+from .dimse_qr import QueryRetrieveHandlers
 from .errors import StartupError
 from .http import build_app
 from .kernel import Kernel
@@ -33,11 +34,17 @@ class Server:
         self.settings = settings
         self.kernel = Kernel(settings, extra_plugins=extra_plugins,
                              use_entry_points=use_entry_points)
-        self.dicom = DicomServer(settings.dicom, lambda: self.kernel.ingest_path)
+        self.dicom = DicomServer(settings.dicom, lambda: self.kernel.ingest_path,
+                                 self._query_retrieve_handlers)
         self._http_socket: socket.socket | None = None
         self._uvicorn: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
         self._started = False
+
+    def _query_retrieve_handlers(self) -> list[Any]:
+        k = self.kernel
+        limits = (self.settings.limit_find_results, self.settings.limit_find_instances)
+        return QueryRetrieveHandlers(k, k.modalities, self.settings.dicom, limits).handlers()
 
     # -- addresses ---------------------------------------------------------------------
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from .types import ResourceLevel
 
-__all__ = ["Context", "IngestResult", "KernelServices", "ServerInfo"]
+__all__ = ["Context", "IngestResult", "JobHandle", "KernelServices", "ServerInfo"]
 
 
 @dataclass
@@ -49,8 +49,23 @@ class KernelServices(Protocol):
         """The DICOM file of an instance, as received. Raises ``KeyError`` if unknown."""
         ...
 
+    def iter_instance_file(self, instance_id: str, chunk_size: int = 1 << 20
+                           ) -> Iterator[bytes]:
+        """The DICOM file of an instance, as received, in chunks of at most ``chunk_size``
+        bytes read as they are consumed — for large files (archives, downloads) that must
+        not sit whole in memory. Raises ``KeyError`` at the call if the instance or its
+        file is unknown. Since 0.1.
+        """
+        ...
+
     def instance_tags(self, instance_id: str) -> dict[str, Any]:
         """The ``/instances/{id}/simplified-tags`` JSON, served from the index."""
+        ...
+
+    def instance_metadata(self, instance_id: str) -> dict[str, str]:
+        """The ``/instances/{id}/metadata?expand`` JSON (``TransferSyntax``,
+        ``SopClassUid``, ``RemoteAET``, ``Origin`` …). Raises ``KeyError`` if unknown.
+        Since 0.1."""
         ...
 
     def find(self, level: ResourceLevel, query: Mapping[str, str]) -> list[str]:
@@ -63,6 +78,32 @@ class KernelServices(Protocol):
 
     def delete(self, level: ResourceLevel, resource_id: str) -> bool:
         """Delete a resource; ``False`` if it did not exist."""
+        ...
+
+    def submit_job(self, job_type: str, parameters: Mapping[str, Any], *,
+                   priority: int = 0) -> str:
+        """Queue a job of a type contributed by ``register_job_types``; returns its id
+        (``GET /jobs/{id}``). ``parameters`` must be JSON: they are kept in the index so
+        the job survives a restart. Since 0.1."""
+        ...
+
+    def run_job(self, job_type: str, parameters: Mapping[str, Any], *,
+                priority: int = 0) -> dict[str, Any]:
+        """Queue a job and wait for its end; returns the ``GET /jobs/{id}`` JSON
+        (``State`` is ``Success`` or ``Failure``). Since 0.1."""
+        ...
+
+
+class JobHandle(Protocol):
+    """What a job function (see ``register_job_types``) receives."""
+
+    id: str
+    parameters: dict[str, Any]
+    content: dict[str, Any]  # shown as "Content" by GET /jobs/{id}; update it freely
+
+    def progress(self, done: int, total: int) -> None:
+        """Report progress; raises (and so stops the job) when it was cancelled or
+        paused — let the exception through."""
         ...
 
 

@@ -74,6 +74,21 @@ def register_routes(context: Context) -> list[Any]:
     return []
 
 
+@hookspec
+def register_job_types(context: Context) -> list[tuple[str, Any]]:
+    """Return ``(job type, function)`` pairs: long operations that run in the jobs engine
+    (``GET /jobs``, cancel, pause, resubmit, kept across restarts).
+
+    ``function(job)`` receives a :class:`~isengard_sdk.context.JobHandle`, calls
+    ``job.progress(done, total)`` as it goes and returns the job's final ``Content``
+    (a JSON object). Queue jobs with ``context.services.submit_job`` or ``run_job``.
+    Called once at start-up in the main thread; the functions run in job worker threads.
+    On error in this hook: logged, the plugin's job types are left out; an exception in a
+    job function fails that job with its message. Since 0.1.
+    """
+    return []
+
+
 # ---------------------------------------------------------------------------------------
 # Providers
 # ---------------------------------------------------------------------------------------
@@ -87,6 +102,20 @@ def storage_backend(context: Context) -> StorageArea | None:
     :class:`~isengard_sdk.types.StorageArea` (thread-safe, atomic writes). On error:
     start-up fails with the plugin's name — a storage that cannot open must not be
     replaced silently by another. Since 0.1.
+    """
+    return None
+
+
+@hookspec(firstresult=True)
+def transcode(context: Context, data: bytes, transfer_syntax_uid: str) -> bytes | None:
+    """Convert a DICOM file (``data``, a complete PS3.10 file) to the transfer syntax
+    ``transfer_syntax_uid``, or return ``None`` if this plugin cannot.
+
+    Called when a peer accepts none of the transfer syntaxes an instance is stored in
+    (C-STORE to a modality, C-MOVE, C-GET), in the sending thread. The first plugin
+    answering wins. Conversions between uncompressed syntaxes are done by the kernel;
+    codecs (decompressing JPEG, JPEG-LS, JPEG 2000, RLE …) are plugins. On error: logged,
+    the instance counts as a failed sub-operation, the others are still sent. Since 0.1.
     """
     return None
 

@@ -17,6 +17,14 @@ def sample(name: str) -> bytes:
     return Path(path).read_bytes()
 
 
+def dataset_bytes(data: bytes) -> bytes:
+    """The dataset of a PS3.10 file: what follows the preamble and the file meta group
+    (whose length is given by its first element, (0002,0000) UL, PS3.10 7.1)."""
+    assert data[128:132] == b"DICM"
+    group_length = int.from_bytes(data[140:144], "little")
+    return data[144 + group_length:]
+
+
 @pytest.fixture
 def ct_small() -> bytes:
     return sample("CT_small.dcm")

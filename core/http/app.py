@@ -12,9 +12,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from ..errors import BadRequest, InstanceRejected, InvalidDicomError, UnknownResource
+from isengard_sdk.errors import HttpError
+
+from ..errors import (
+    BadRequest,
+    InstanceRejected,
+    InvalidDicomError,
+    UnknownDicomTag,
+    UnknownResource,
+)
 from ..kernel import Kernel
-from . import instances, resources, system, tools
+from ..scu import PeerError
+from . import content, instances, jobs, modalities, resources, system, tools
+from .jobs import JobError
 from .responses import error_response
 
 __all__ = ["build_app", "kernel_of"]
@@ -31,6 +41,11 @@ async def _unknown_resource(request: Request, exc: Exception) -> Response:
     return error_response(request, 404, str(exc))
 
 
+async def _unknown_tag(request: Request, exc: Exception) -> Response:
+    # Orthanc 1.10 answers an unknown tag name in a request with a 500 (its error 27).
+    return error_response(request, 500, str(exc), orthanc=(27, "Unknown DICOM tag"))
+
+
 async def _bad_request(request: Request, exc: Exception) -> Response:
     return error_response(request, 400, str(exc))
 
@@ -41,6 +56,25 @@ async def _bad_file(request: Request, exc: Exception) -> Response:
 
 async def _rejected(request: Request, exc: Exception) -> Response:
     return error_response(request, 403, str(exc))
+
+
+async def _peer_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PeerError)  # noqa: S101 - registered for this type only
+    return error_response(request, 504 if exc.timeout else 502, str(exc),
+                          orthanc=(9, "Error in the network protocol"))
+
+
+async def _job_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, JobError)  # noqa: S101 - registered for this type only
+    job = exc.job
+    status = 502 if job["ErrorCode"] == 9 else 500
+    return error_response(request, status, str(exc),
+                          orthanc=(job["ErrorCode"], job["ErrorDescription"]))
+
+
+async def _plugin_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HttpError)  # noqa: S101 - registered for this type only
+    return error_response(request, exc.status, exc.details, orthanc=exc.orthanc)
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
@@ -60,14 +94,19 @@ async def _internal(request: Request, exc: Exception) -> Response:
 
 def build_app(kernel: Kernel, plugin_routes: Sequence[BaseRoute] = ()) -> Starlette:
     routes: list[Any] = [*plugin_routes, *system.routes, *tools.routes, *instances.routes,
-                         *resources.routes]
+                         *content.routes,
+                         *jobs.routes, *modalities.routes, *resources.routes]
     app = Starlette(
         routes=routes,
         exception_handlers={
             UnknownResource: _unknown_resource,
+            UnknownDicomTag: _unknown_tag,
             BadRequest: _bad_request,
             InvalidDicomError: _bad_file,
             InstanceRejected: _rejected,
+            PeerError: _peer_error,
+            JobError: _job_error,
+            HttpError: _plugin_http_error,
             HTTPException: _http_exception,
             Exception: _internal,
         },

@@ -87,4 +87,40 @@ CREATE TABLE IF NOT EXISTS unstable_resources (
     deadline REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS unstable_deadline ON unstable_resources(deadline);
+
+-- Modalities declared over REST (PUT /modalities/{id}); those of the YAML are not here.
+CREATE TABLE IF NOT EXISTS modalities (
+    name TEXT PRIMARY KEY,
+    definition TEXT NOT NULL             -- Orthanc's JSON description
+);
+
+-- The jobs engine: every long operation, kept across restarts.
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL,                 -- Pending, Running, Success, Failure, Paused
+    progress INTEGER NOT NULL DEFAULT 0,
+    creation_time TEXT NOT NULL,
+    completion_time TEXT,
+    runtime REAL NOT NULL DEFAULT 0,
+    error_code INTEGER NOT NULL DEFAULT 0,
+    error_description TEXT NOT NULL DEFAULT 'Success',
+    error_details TEXT NOT NULL DEFAULT '',
+    parameters TEXT NOT NULL,            -- JSON: what the job needs to (re)start
+    content TEXT NOT NULL DEFAULT '{}',  -- JSON: what GET /jobs/{id} shows
+    timestamp TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, priority DESC, creation_time);
+
+-- Queries sent to modalities (POST /modalities/{id}/query) and their answers, kept in
+-- the index so that /queries/{id} works from any process sharing it.
+CREATE TABLE IF NOT EXISTS queries (
+    id TEXT PRIMARY KEY,
+    modality TEXT NOT NULL,
+    level TEXT NOT NULL,
+    query TEXT NOT NULL,                 -- JSON
+    answers TEXT NOT NULL,               -- JSON list of DICOM JSON datasets (PS3.18 F.2)
+    created REAL NOT NULL
+);
 """

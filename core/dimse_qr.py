@@ -1,0 +1,312 @@
+"""Query/retrieve as a server: C-FIND, C-MOVE and C-GET SCP (PS3.4 Annex C).
+
+Answers come from the index (main tags, computed attributes) and from the instance
+headers kept in the index for other attributes — never from re-reading files. Access
+follows Orthanc: a known caller (a declared modality) has its Allow* rights; unknown
+callers may query or retrieve only if ``dicom.always_allow_find/move/get`` say so.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pydicom
+from pydicom.datadict import keyword_for_tag
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.tag import Tag
+from pynetdicom import evt
+
+from isengard_sdk.types import ResourceLevel
+
+from .dicom_tags import MAIN_TAGS, element_string, encodings_of
+from .errors import BadRequest
+from .scu import reachable, storage_contexts
+
+if TYPE_CHECKING:
+    from .config import DicomSettings
+    from .index import ResourceRow
+    from .kernel import Kernel
+    from .modalities import ModalityRegistry
+
+__all__ = ["QR_SOP_CLASSES", "QueryRetrieveHandlers"]
+
+log = logging.getLogger("isengard.dicom")
+
+PATIENT_ROOT = ("1.2.840.10008.5.1.4.1.2.1.1", "1.2.840.10008.5.1.4.1.2.1.2",
+                "1.2.840.10008.5.1.4.1.2.1.3")
+STUDY_ROOT = ("1.2.840.10008.5.1.4.1.2.2.1", "1.2.840.10008.5.1.4.1.2.2.2",
+              "1.2.840.10008.5.1.4.1.2.2.3")
+QR_SOP_CLASSES = PATIENT_ROOT + STUDY_ROOT
+
+LEVELS = {"PATIENT": ResourceLevel.PATIENT, "STUDY": ResourceLevel.STUDY,
+          "SERIES": ResourceLevel.SERIES, "IMAGE": ResourceLevel.INSTANCE}
+UNIQUE_KEYS = {ResourceLevel.PATIENT: "PatientID", ResourceLevel.STUDY: "StudyInstanceUID",
+               ResourceLevel.SERIES: "SeriesInstanceUID",
+               ResourceLevel.INSTANCE: "SOPInstanceUID"}
+# Attributes computed from the index (PS3.4 C.3.4), by the level they apply to.
+COMPUTED = {
+    "NumberOfPatientRelatedStudies": ResourceLevel.PATIENT,
+    "NumberOfPatientRelatedSeries": ResourceLevel.PATIENT,
+    "NumberOfPatientRelatedInstances": ResourceLevel.PATIENT,
+    "NumberOfStudyRelatedSeries": ResourceLevel.STUDY,
+    "NumberOfStudyRelatedInstances": ResourceLevel.STUDY,
+    "NumberOfSeriesRelatedInstances": ResourceLevel.SERIES,
+    "ModalitiesInStudy": ResourceLevel.STUDY,
+    "SOPClassesInStudy": ResourceLevel.STUDY,
+}
+_SKIPPED = {0x00080052, 0x00080005}  # QueryRetrieveLevel, SpecificCharacterSet
+
+STATUS_PENDING = 0xFF00
+STATUS_CANCEL = 0xFE00
+STATUS_NOT_AUTHORIZED = 0x0124  # PS3.7 C.4: "Not authorized" (refused for this caller)
+STATUS_IDENTIFIER_MISMATCH = 0xA900  # PS3.4 C.4.1.1.4: identifier does not match SOP class
+STATUS_UNABLE_TO_PROCESS = 0xC000
+STATUS_UNKNOWN_DESTINATION = 0xA801
+
+
+class QueryRetrieveHandlers:
+    """The pynetdicom handlers for C-FIND, C-MOVE and C-GET of one server."""
+
+    def __init__(self, kernel: Kernel, modalities: ModalityRegistry,
+                 settings: DicomSettings, limits: tuple[int, int]):
+        self.kernel = kernel
+        self.modalities = modalities
+        self.settings = settings
+        self.limit_results, self.limit_instances = limits
+
+    def handlers(self) -> list[tuple[Any, Callable[..., Any]]]:
+        return [(evt.EVT_C_FIND, self.on_find), (evt.EVT_C_MOVE, self.on_move),
+                (evt.EVT_C_GET, self.on_get)]
+
+    # -- access control ----------------------------------------------------------------
+
+    def _allowed(self, event: Any, right: str) -> bool:
+        requestor = event.assoc.requestor
+        host = requestor.address if self.settings.check_modality_host else None
+        modality = self.modalities.by_aet(requestor.ae_title, host)
+        if modality is not None:
+            return bool(getattr(modality, f"allow_{right}"))
+        allowed = bool(getattr(self.settings, f"always_allow_{right}"))
+        if not allowed:
+            log.warning("C-%s from unknown AE title %s (%s) refused: declare it under "
+                        "`modalities:` or set dicom.always_allow_%s", right.upper(),
+                        requestor.ae_title, requestor.address, right)
+        return allowed
+
+    # -- C-FIND --------------------------------------------------------------------------
+
+    def on_find(self, event: Any) -> Iterator[tuple[int, Dataset | None]]:
+        if not self._allowed(event, "find"):
+            yield STATUS_NOT_AUTHORIZED, None
+            return
+        try:
+            identifier = event.identifier
+            level, query, requested = parse_identifier(identifier)
+        except BadRequest as exc:
+            log.warning("C-FIND from %s refused: %s", event.assoc.requestor.ae_title, exc)
+            yield STATUS_IDENTIFIER_MISMATCH, None
+            return
+        limit = self.limit_instances if level == ResourceLevel.INSTANCE else self.limit_results
+        try:
+            rows = self.kernel.find(level, query, limit=limit)
+        except BadRequest as exc:
+            log.warning("C-FIND from %s refused: %s", event.assoc.requestor.ae_title, exc)
+            yield STATUS_UNABLE_TO_PROCESS, None
+            return
+        log.info("C-FIND from %s at %s level: %d match(es)", event.assoc.requestor.ae_title,
+                 level.title, len(rows))
+        for row in rows:
+            if event.is_cancelled:
+                yield STATUS_CANCEL, None
+                return
+            yield STATUS_PENDING, self.answer(row, level, requested)
+
+    def answer(self, row: ResourceRow, level: ResourceLevel,
+               requested: list[DataElement]) -> Dataset:
+        """One C-FIND answer: the requested keys (and only those) plus the unique keys."""
+        chain = self._chain(row)
+        main: dict[str, str] = {}
+        for ancestor in chain.values():
+            main.update(ancestor.main_tags)
+        ds = Dataset()
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        ds.QueryRetrieveLevel = "IMAGE" if level == ResourceLevel.INSTANCE else level.name
+        header: Dataset | None = None
+        for element in requested:
+            keyword = keyword_for_tag(element.tag)
+            if keyword in COMPUTED:
+                value: Any = self._computed(keyword, chain)
+                ds.add_new(element.tag, element.VR, value)
+            elif keyword and _main_level(keyword) is not None and keyword in main:
+                ds.add_new(element.tag, element.VR, main[keyword])
+            else:
+                if header is None:
+                    header = self._header(row)
+                if header is not None and element.tag in header:
+                    ds[element.tag] = header[element.tag]
+                else:
+                    ds.add_new(element.tag, element.VR, None)
+        for lvl in ResourceLevel:
+            if lvl <= level:
+                key = UNIQUE_KEYS[lvl]
+                if key not in ds:
+                    setattr(ds, key, main.get(key, ""))
+        return ds
+
+    def _chain(self, row: ResourceRow) -> dict[ResourceLevel, ResourceRow]:
+        chain = {row.level: row}
+        current = row
+        while current.parent_id is not None:
+            parent = self.kernel.index.get_by_internal(current.parent_id)
+            if parent is None:
+                break
+            chain[parent.level] = parent
+            current = parent
+        return chain
+
+    def _header(self, row: ResourceRow) -> Dataset | None:
+        instance = self.kernel.index.first_instance(row)
+        if instance is None:
+            return None
+        ds, _ = self.kernel.instance_dataset(instance)
+        return ds
+
+    def _computed(self, keyword: str, chain: dict[ResourceLevel, ResourceRow]) -> Any:
+        level = COMPUTED[keyword]
+        row = chain.get(level)
+        if row is None:
+            return None
+        index = self.kernel.index
+        if keyword.startswith("NumberOf"):
+            target = {"Studies": ResourceLevel.STUDY, "Series": ResourceLevel.SERIES,
+                      "Instances": ResourceLevel.INSTANCE}[keyword.rsplit("Related", 1)[1]]
+            return str(len(index.descendants(row, target)))
+        if keyword == "ModalitiesInStudy":
+            modalities = {s.main_tags.get("Modality", "")
+                          for s in index.descendants(row, ResourceLevel.SERIES)}
+            return "\\".join(sorted(m for m in modalities if m))
+        instances = index.descendants(row, ResourceLevel.INSTANCE)
+        classes = index.metadata_of([i.internal_id for i in instances], "SopClassUid")
+        return "\\".join(sorted(set(classes.values())))
+
+    # -- C-MOVE / C-GET ------------------------------------------------------------------
+
+    def _instances(self, identifier: Dataset) -> list[ResourceRow]:
+        level, query, _ = parse_identifier(identifier)
+        keys = {k: v for k, v in query.items()
+                if k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID",
+                         "SOPInstanceUID", "AccessionNumber")}
+        if not keys:
+            raise BadRequest("the C-MOVE/C-GET identifier has no unique key")
+        rows = self.kernel.find(level, keys)
+        out: list[ResourceRow] = []
+        for row in rows:
+            out += self.kernel.index.descendants(row, ResourceLevel.INSTANCE)
+        return out
+
+    def _dataset(self, row: ResourceRow) -> Dataset:
+        return pydicom.dcmread(io.BytesIO(self.kernel.read_file(row)))
+
+    def on_move(self, event: Any) -> Iterator[Any]:
+        caller = event.assoc.requestor.ae_title
+        if not self._allowed(event, "move"):
+            yield None, None  # pynetdicom answers 0xA801; refine the log above
+            return
+        destination = self.modalities.by_aet(str(event.move_destination).strip())
+        if destination is None:
+            log.warning("C-MOVE from %s refused: unknown destination %r (declare it under "
+                        "`modalities:`)", caller, str(event.move_destination).strip())
+            yield None, None
+            return
+        problem = reachable(destination.host, destination.port, self.settings.timeout)
+        if problem is not None:  # answered 0xA801 too, without a leaked socket
+            log.warning("C-MOVE from %s: destination %s (%s:%d) unreachable: %s", caller,
+                        destination.name, destination.host, destination.port, problem)
+            yield None, None
+            return
+        try:
+            rows = self._instances(event.identifier)
+        except BadRequest as exc:
+            log.warning("C-MOVE from %s refused: %s", caller, exc)
+            yield destination.host, destination.port
+            yield STATUS_IDENTIFIER_MISMATCH, None
+            return
+        yield destination.host, destination.port, {"contexts": self._contexts(rows)}
+        yield len(rows)
+        log.info("C-MOVE from %s: %d instance(s) to %s", caller, len(rows), destination.name)
+        yield from self._sub_operations(event, rows)
+
+    def on_get(self, event: Any) -> Iterator[Any]:
+        if not self._allowed(event, "get"):
+            yield 0
+            return
+        try:
+            rows = self._instances(event.identifier)
+        except BadRequest as exc:
+            log.warning("C-GET from %s refused: %s", event.assoc.requestor.ae_title, exc)
+            yield 0
+            return
+        yield len(rows)
+        log.info("C-GET from %s: %d instance(s)", event.assoc.requestor.ae_title, len(rows))
+        yield from self._sub_operations(event, rows)
+
+    def _sub_operations(self, event: Any, rows: list[ResourceRow]) -> Iterator[Any]:
+        for row in rows:
+            if event.is_cancelled:
+                yield STATUS_CANCEL, None
+                return
+            try:
+                ds = self._dataset(row)
+            except Exception as exc:  # a missing file fails this sub-operation only
+                log.error("cannot read instance %s for retrieval: %s", row.public_id, exc)
+                failed = Dataset()
+                failed.FailedSOPInstanceUIDList = [row.main_tags.get("SOPInstanceUID", "")]
+                yield 0xA702, failed  # PS3.4 C.4.2.1.5: unable to perform sub-operations
+                return
+            yield STATUS_PENDING, ds
+
+    def _contexts(self, rows: list[ResourceRow]) -> list[Any]:
+        from pynetdicom import build_context
+
+        ids = [r.internal_id for r in rows]
+        classes = self.kernel.index.metadata_of(ids, "SopClassUid")
+        syntaxes = self.kernel.index.metadata_of(ids, "TransferSyntax")
+        pairs = ((classes.get(i, ""), syntaxes.get(i, "")) for i in ids)
+        return [build_context(sop, ts) for sop, ts in storage_contexts(pairs)]
+
+
+def _main_level(keyword: str) -> ResourceLevel | None:
+    for level in ResourceLevel:
+        if keyword in MAIN_TAGS[level]:
+            return level
+    return None
+
+
+def parse_identifier(identifier: Dataset) -> tuple[ResourceLevel, dict[str, str],
+                                                    list[DataElement]]:
+    """(level, matching keys with values, requested return keys) of a C-FIND identifier."""
+    if identifier is None or "QueryRetrieveLevel" not in identifier:
+        raise BadRequest("the identifier has no QueryRetrieveLevel (0008,0052)")
+    raw_level = str(identifier.QueryRetrieveLevel).strip().upper()
+    if raw_level not in LEVELS:
+        raise BadRequest(f"unknown QueryRetrieveLevel {raw_level!r}")
+    level = LEVELS[raw_level]
+    encodings = encodings_of(identifier)
+    query: dict[str, str] = {}
+    requested: list[DataElement] = []
+    for tag in sorted(identifier.keys()):
+        if int(tag) in _SKIPPED or int(tag) & 0xFFFF == 0:
+            continue
+        element = identifier[tag]
+        requested.append(element)
+        keyword = keyword_for_tag(tag)
+        if not keyword or element.VR == "SQ":
+            continue  # private tags and sequences are return keys only
+        value = element_string(identifier, Tag(tag), encodings)
+        if value:
+            query[keyword] = value
+    return level, query, requested

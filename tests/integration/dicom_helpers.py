@@ -1,0 +1,74 @@
+"""Helpers shared by the DICOM-network integration tests (``test_dicom_*.py``)."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydicom.dataset import FileMetaDataset
+from pydicom.filereader import _read_file_meta_info, read_preamble
+
+T = TypeVar("T")
+
+# DCMTK tools: Nagle off (REFERENCE.md), and never wait forever on a broken peer.
+DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+DCMTK_TIMEOUT = 120
+
+
+def run_dcmtk(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a DCMTK command line tool, capturing its output."""
+    return subprocess.run([tool, *args], capture_output=True, text=True, env=DCMTK_ENV,
+                          timeout=DCMTK_TIMEOUT, check=False)
+
+
+def split_part10(data: bytes) -> tuple[FileMetaDataset, bytes]:
+    """A PS3.10 file → (its file meta information, the data set bytes that follow it)."""
+    stream = io.BytesIO(data)
+    read_preamble(stream, False)
+    meta = _read_file_meta_info(stream)
+    return meta, data[stream.tell():]
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
+    """Poll ``probe`` until it returns something truthy (a readiness wait, not a sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def instance_id_of(server: Any, sop_instance_uid: str) -> str | None:
+    """The Orthanc ID of the instance with this SOPInstanceUID, if stored."""
+    found = server.post("/tools/lookup", content=sop_instance_uid).json()
+    ids = [f["ID"] for f in found if f["Type"] == "Instance"]
+    return ids[0] if ids else None
+
+
+def storage_files(data_dir: Path) -> list[Path]:
+    """Every file under the storage folder (temporary ones included)."""
+    return sorted(p for p in (data_dir / "storage").rglob("*") if p.is_file())
+
+
+def assert_index_matches_storage(server: Any) -> None:
+    """Every indexed instance has its file, and no file lacks an index row."""
+    indexed = {server.get(f"/instances/{i}").json()["FileUuid"]
+               for i in server.get("/instances").json()}
+    on_disk = {p.name for p in storage_files(server.data_dir)}
+    assert on_disk == indexed
