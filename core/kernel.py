@@ -284,6 +284,13 @@ class KernelServices:
             return False
         return True
 
+    def set_metadata(self, level: ResourceLevel, resource_id: str, name: str,
+                     value: str) -> None:
+        row = self._k.index.lookup(level, resource_id)
+        if row is None:
+            raise KeyError(resource_id)
+        self._k.index.set_metadata(row.internal_id, name, value)
+
     def submit_job(self, job_type: str, parameters: Mapping[str, Any], *,
                    priority: int = 0) -> str:
         return self._k.jobs.submit(job_type, dict(parameters), priority=priority)

@@ -80,6 +80,12 @@ class KernelServices(Protocol):
         """Delete a resource; ``False`` if it did not exist."""
         ...
 
+    def set_metadata(self, level: ResourceLevel, resource_id: str, name: str,
+                     value: str) -> None:
+        """Set a metadata of a resource (``AnonymizedFrom``, ``ModifiedFrom``, a user
+        metadata …). Raises ``KeyError`` if the resource is unknown. Since 0.1."""
+        ...
+
     def submit_job(self, job_type: str, parameters: Mapping[str, Any], *,
                    priority: int = 0) -> str:
         """Queue a job of a type contributed by ``register_job_types``; returns its id
