@@ -116,11 +116,15 @@ def tag_key(tag: int | BaseTag) -> str:
 
 def element_vr(ds: Dataset, tag: BaseTag, raw: RawDataElement | DataElement) -> str:
     vr = raw.VR
-    if vr:
+    if vr and vr != "UN":
         return str(vr)
     try:
+        # Implicit VR, or a public attribute sent as UN by a non-conformant writer:
+        # the dictionary knows better (PS3.5 6.2.2, as DCMTK reads it).
         return str(dictionary_VR(tag))
     except KeyError:
+        if vr:
+            return str(vr)
         return str(ds[tag].VR)  # private tags: pydicom resolves them with their creator
 
 

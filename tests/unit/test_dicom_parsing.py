@@ -94,3 +94,12 @@ def _walk_keys(node):
     elif isinstance(node, list):
         for item in node:
             yield from _walk_keys(item)
+
+
+def test_public_attributes_sent_as_un_are_read_with_their_dictionary_vr():
+    """rtdose_rle.dcm writes StudyInstanceUID & co. with VR UN (explicit VR): Orthanc
+    (DCMTK) reads them with the dictionary VR and indexes the file; so do we."""
+    parsed = parse_dicom_bytes(sample("rtdose_rle.dcm"))
+    assert parsed.ids.instance == parse_dicom_bytes(sample("rtdose.dcm")).ids.instance
+    assert parsed.main_tags[ResourceLevel.STUDY]["StudyInstanceUID"] == \
+        "1.2.999.999.99.9.9999.8888"
