@@ -95,6 +95,10 @@ class Settings:
     limit_find_instances: int = 0
     jobs: JobsSettings = field(default_factory=JobsSettings)
     modalities: dict[str, Any] = field(default_factory=dict)
+    # Names of user-defined metadata (Orthanc "UserMetadata"): name -> number in 1024-65535.
+    user_metadata: dict[str, int] = field(default_factory=dict)
+    # Names of user-defined attachments (Orthanc "UserContentType"): name -> 1024-65535.
+    user_content_types: dict[str, int] = field(default_factory=dict)
     plugins: dict[str, Any] = field(default_factory=dict)
     scripts: list[str] = field(default_factory=list)
 
@@ -161,6 +165,19 @@ def _check(s: Settings, source: str) -> None:
         raise ConfigError("stable_age", f"must be zero or positive (in {source})")
     if s.jobs.workers < 1:
         raise ConfigError("jobs.workers", f"must be at least 1 (in {source})")
+    for key, names in (("user_metadata", s.user_metadata),
+                       ("user_content_types", s.user_content_types)):
+        numbers: dict[int, str] = {}
+        for name, number in names.items():
+            if not 1024 <= number <= 65535:
+                raise ConfigError(f"{key}.{name}", f"{number} is not a user number: use "
+                                                   f"1024 to 65535 (in {source})")
+            if name.isdigit():
+                raise ConfigError(f"{key}.{name}", f"a name cannot be a number (in {source})")
+            if number in numbers:
+                raise ConfigError(f"{key}.{name}", f"{number} is already the number of "
+                                                   f"{numbers[number]!r} (in {source})")
+            numbers[number] = name
     from .modalities import modalities_from_config
 
     modalities_from_config(s.modalities)  # raises ConfigError naming the YAML path

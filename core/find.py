@@ -9,7 +9,7 @@ values (``a\\b``). Matching of strings is case-insensitive unless asked otherwis
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -143,16 +143,27 @@ def find_resources(
     limit: int = 0,
     instance_value: Callable[[ResourceRow, str], str | None] | None = None,
     rest_api: bool = False,
+    labels: Sequence[str] = (),
+    labels_constraint: str = "All",
 ) -> list[ResourceRow]:
     """Resources at ``level`` matching ``query`` (keyword or ``gggg,eeee`` → value).
 
     Main tags are matched in SQL; other tags against the header of a representative
     instance kept in the index (``instance_value(instance_row, keyword)``).
     ``rest_api``: Orthanc's ``/tools/find`` rules (see :func:`parse_constraint`; a main
-    tag of a level below ``level`` matches nothing).
+    tag of a level below ``level`` matches nothing). ``labels``: the resources must have
+    ``All``, ``Any`` or ``None`` of them (``labels_constraint``, Orthanc 1.12).
     """
     if not isinstance(query, Mapping):
         raise BadRequest("'Query' must be a JSON object of tag: value")
+    conditions = []
+    if labels:
+        from .index.extras import labels_sql
+
+        if labels_constraint not in ("All", "Any", "None"):
+            raise BadRequest(f"'LabelsConstraint' must be All, Any or None, "
+                             f"got {labels_constraint!r}")
+        conditions.append(labels_sql(labels, labels_constraint))  # type: ignore[arg-type]
     sql: list[tuple[ResourceLevel, Constraint]] = []
     extra: list[Constraint] = []
     for name, value in query.items():
@@ -181,12 +192,13 @@ def find_resources(
         else:
             extra.append(c)
     if not extra or instance_value is None:
-        ids = index.find(level, sql, since=since, limit=limit)
+        ids = index.find(level, sql, since=since, limit=limit, conditions=conditions)
         return index.rows(ids)
     matched: list[ResourceRow] = []
     skipped = 0
     for chunk_start in range(0, 1 << 62, 500):
-        ids = index.find(level, sql, since=chunk_start, limit=500)
+        ids = index.find(level, sql, since=chunk_start, limit=500,
+                         conditions=conditions)
         for row in index.rows(ids):
             instance = index.first_instance(row)
             if instance is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -26,6 +26,7 @@ from .dicom_file import parse_dicom_bytes, parse_header
 from .errors import StartupError, UnknownResource
 from .find import find_resources
 from .index import ResourceRow, SQLiteIndex
+from .index.extras import IndexExtras
 from .ingest import Ingest, Origin
 from .jobs import JobsEngine
 from .modalities import ModalityRegistry, modalities_from_config
@@ -34,6 +35,7 @@ from .resources import resources_json
 from .storage import COMPRESSION_ZLIB, FilesystemStorageArea
 from .tags_json import TagsFormat, dataset_to_json, element_text
 from .transfers import register_transfer_jobs
+from .user_data import Attachments
 from .version import __version__
 
 __all__ = ["Kernel"]
@@ -54,6 +56,8 @@ class Kernel:
                                       http_url="")
         self.storage: StorageArea
         self.index: SQLiteIndex
+        self.extras: IndexExtras  # user metadata, attachments, labels
+        self.attachments: Attachments
         self.ingest_path: Ingest
         self.modalities: ModalityRegistry
         self.jobs: JobsEngine
@@ -92,6 +96,9 @@ class Kernel:
             self.storage = fs
         self.index = SQLiteIndex(self.settings.index_path, durable=self.settings.storage.sync,
                                  stable_age=float(self.settings.stable_age))
+        self.extras = IndexExtras(self.index)
+        self.attachments = Attachments(self.extras, self.storage,
+                                       self.settings.user_content_types)
         self.ingest_path = Ingest(self.index, self.storage, self.plugins,
                                   overwrite=self.settings.overwrite_instances)
         self.modalities = ModalityRegistry(modalities_from_config(self.settings.modalities),
@@ -181,13 +188,16 @@ class Kernel:
 
     def find(self, level: ResourceLevel, query: Mapping[str, Any], *,
              case_sensitive: bool | None = None, since: int = 0, limit: int = 0,
-             rest_api: bool = False) -> list[ResourceRow]:
-        """Resources matching ``query``; ``rest_api``: the rules of ``/tools/find``."""
+             rest_api: bool = False, labels: Sequence[str] = (),
+             labels_constraint: str = "All") -> list[ResourceRow]:
+        """Resources matching ``query``; ``rest_api``: the rules of ``/tools/find``;
+        ``labels``: they must have all, any or none of them (``labels_constraint``)."""
         if case_sensitive is None:
             case_sensitive = self.settings.case_sensitive_pn
         return find_resources(self.index, level, query, case_sensitive=case_sensitive,
                               since=since, limit=limit, instance_value=self.instance_value,
-                              rest_api=rest_api)
+                              rest_api=rest_api, labels=labels,
+                              labels_constraint=labels_constraint)
 
     def delete(self, level: ResourceLevel, public_id: str) -> ResourceRow | None:
         """Delete a resource; returns the remaining ancestor. Raises UnknownResource."""
@@ -298,6 +308,31 @@ class KernelServices:
     def run_job(self, job_type: str, parameters: Mapping[str, Any], *,
                 priority: int = 0) -> dict[str, Any]:
         return self._k.jobs.run_sync(job_type, dict(parameters), priority=priority)
+
+    def increment_sequence(self, name: str) -> int:
+        key = f"Sequence:{name}"
+        with self._k.index.transaction() as conn:  # BEGIN IMMEDIATE: one writer at a time
+            row = conn.execute("SELECT value FROM global_properties WHERE name = ?",
+                               (key,)).fetchone()
+            value = int(row[0]) + 1 if row else 1
+            conn.execute("INSERT INTO global_properties(name, value) VALUES (?, ?) "
+                         "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                         (key, str(value)))
+        return value
+
+    def transcode(self, data: bytes, transfer_syntax_uid: str) -> bytes | None:
+        from .dicom_file import read_dataset
+        from .scu import UNCOMPRESSED, _reencode
+
+        meta = read_dataset(data, stop_before_pixels=True).file_meta
+        source = str(meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))
+        if source == transfer_syntax_uid:
+            return data
+        if source in UNCOMPRESSED and transfer_syntax_uid in UNCOMPRESSED:
+            return _reencode(data, transfer_syntax_uid)
+        answer = self._k.plugins.first("transcode", data=data,
+                                       transfer_syntax_uid=transfer_syntax_uid)
+        return answer[1] if answer else None
 
 
 def _file_chunks(handle: BinaryIO, compression: int, chunk_size: int) -> Iterator[bytes]:

@@ -10,6 +10,7 @@ from isengard_sdk.types import ResourceLevel
 
 from .dicom_tags import MAIN_TAGS
 from .index import ResourceRow, SQLiteIndex
+from .index.extras import IndexExtras
 
 __all__ = ["expected_instances", "resources_json", "series_status"]
 
@@ -40,9 +41,17 @@ def resources_json(index: SQLiteIndex, rows: Sequence[ResourceRow]) -> list[dict
     attachments = index.attachments_of(ids) if level == ResourceLevel.INSTANCE else {}
     index_in_series = (index.metadata_of(ids, "IndexInSeries")
                        if level == ResourceLevel.INSTANCE else {})
+    # Orthanc shows where a modified/anonymized resource comes from in its JSON.
+    origins = {name: index.metadata_of(ids, name) for name in ("AnonymizedFrom",
+                                                                "ModifiedFrom")}
+    # Orthanc 1.12 lists labels in every resource; Isengard answers as 1.10 and adds the
+    # key only to resources that have labels, so that 1.10 clients see no change.
+    labels = IndexExtras(index).labels_of(ids)
     out = []
     for row in rows:
         body: dict[str, Any] = {"ID": row.public_id}
+        if row.internal_id in labels:
+            body["Labels"] = labels[row.internal_id]
         if level != ResourceLevel.INSTANCE:
             body["IsStable"] = row.is_stable
             body["LastUpdate"] = row.last_update
@@ -64,6 +73,9 @@ def resources_json(index: SQLiteIndex, rows: Sequence[ResourceRow]) -> list[dict
             body["FileUuid"] = att.uuid if att else ""
             value = index_in_series.get(row.internal_id)
             body["IndexInSeries"] = _integer(value)
+        for name, values in origins.items():
+            if row.internal_id in values:
+                body[name] = values[row.internal_id]
         body["Type"] = level.title
         out.append(dict(sorted(body.items())))
     return out

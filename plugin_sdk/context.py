@@ -99,6 +99,19 @@ class KernelServices(Protocol):
         (``State`` is ``Success`` or ``Failure``). Since 0.1."""
         ...
 
+    def increment_sequence(self, name: str) -> int:
+        """Add one to the counter ``name`` kept in the index (shared by every process
+        using it, kept across restarts) and return the new value, 1 the first time —
+        e.g. Orthanc's ``Anonymized<N>`` patient names. Since 0.1."""
+        ...
+
+    def transcode(self, data: bytes, transfer_syntax_uid: str) -> bytes | None:
+        """Convert a DICOM file to ``transfer_syntax_uid``: between uncompressed syntaxes
+        by the kernel, otherwise through the ``transcode`` hook (codec plugins). Returns
+        ``data`` unchanged if it already has that syntax, ``None`` if nothing can convert
+        it. Since 0.1."""
+        ...
+
 
 class JobHandle(Protocol):
     """What a job function (see ``register_job_types``) receives."""

@@ -23,7 +23,20 @@ from ..errors import (
 )
 from ..kernel import Kernel
 from ..scu import PeerError
-from . import content, instances, jobs, modalities, resources, system, tools
+from ..user_data import CorruptedFile, Forbidden, UnknownName
+from . import (
+    attachments,
+    content,
+    create,
+    instances,
+    jobs,
+    labels,
+    metadata,
+    modalities,
+    resources,
+    system,
+    tools,
+)
 from .jobs import JobError
 from .responses import error_response
 
@@ -50,11 +63,29 @@ async def _bad_request(request: Request, exc: Exception) -> Response:
     return error_response(request, 400, str(exc))
 
 
+async def _forbidden(request: Request, exc: Exception) -> Response:
+    # Orthanc answers a write to a system metadata/attachment with a bare 403.
+    return error_response(request, 403, str(exc))
+
+
+async def _unknown_name(request: Request, exc: Exception) -> Response:
+    return error_response(request, 404, str(exc), orthanc=(7, "Accessing an inexistent item"))
+
+
+async def _corrupted(request: Request, exc: Exception) -> Response:
+    # Orthanc answers a failed verify-md5 with a bare 400.
+    return error_response(request, 400, str(exc))
+
+
 async def _bad_file(request: Request, exc: Exception) -> Response:
+    client = request.client.host if request.client else "?"
+    log.warning("%s %s from %s refused: %s", request.method, request.url.path, client, exc)
     return error_response(request, 400, str(exc), orthanc=(15, "Bad file format"))
 
 
 async def _rejected(request: Request, exc: Exception) -> Response:
+    client = request.client.host if request.client else "?"
+    log.warning("%s %s from %s rejected: %s", request.method, request.url.path, client, exc)
     return error_response(request, 403, str(exc))
 
 
@@ -93,15 +124,21 @@ async def _internal(request: Request, exc: Exception) -> Response:
 
 
 def build_app(kernel: Kernel, plugin_routes: Sequence[BaseRoute] = ()) -> Starlette:
+    # attachments, labels and metadata before resources: its /{level}/{id}/{relative}
+    # would catch their URIs.
     routes: list[Any] = [*plugin_routes, *system.routes, *tools.routes, *instances.routes,
-                         *content.routes,
-                         *jobs.routes, *modalities.routes, *resources.routes]
+                         *content.routes, *create.routes,
+                         *jobs.routes, *modalities.routes, *attachments.routes,
+                         *labels.routes, *metadata.routes, *resources.routes]
     app = Starlette(
         routes=routes,
         exception_handlers={
             UnknownResource: _unknown_resource,
             UnknownDicomTag: _unknown_tag,
             BadRequest: _bad_request,
+            Forbidden: _forbidden,
+            UnknownName: _unknown_name,
+            CorruptedFile: _corrupted,
             InvalidDicomError: _bad_file,
             InstanceRejected: _rejected,
             PeerError: _peer_error,

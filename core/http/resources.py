@@ -14,6 +14,7 @@ from isengard_sdk.types import ResourceLevel
 
 from ..errors import UnknownResource
 from ..resources import resources_json
+from ..user_data import read_metadata_name
 from .responses import OrthancJSON, level_of, query_flag, query_int
 
 MB = 1024 * 1024
@@ -151,7 +152,8 @@ async def list_metadata(request: Request) -> Response:
 async def get_metadata(request: Request) -> Response:
     k = _kernel(request)
     level = level_of(request)
-    name = request.path_params["name"]
+    # A user metadata may be read by its number too (/metadata/1024), as in Orthanc.
+    name = read_metadata_name(request.path_params["name"], k.settings.user_metadata)
 
     def work() -> str:
         row = k.row(level, request.path_params["id"])

@@ -14,6 +14,7 @@ from isengard_sdk.types import ResourceLevel
 
 from ..errors import BadRequest
 from ..resources import resources_json
+from ..user_data import check_label
 from .responses import OrthancJSON
 
 
@@ -60,11 +61,19 @@ async def find(request: Request) -> Response:
     if case_sensitive is not None and not isinstance(case_sensitive, bool):
         raise BadRequest("'CaseSensitive' must be true or false")
     expand = bool(body.get("Expand", False))
+    labels = body.get("Labels", [])
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise BadRequest("'Labels' must be a list of strings")
+    for label in labels:
+        check_label(label)
+    constraint = body.get("LabelsConstraint", "All")
+    if constraint not in ("All", "Any", "None"):
+        raise BadRequest(f"'LabelsConstraint' must be All, Any or None, got {constraint!r}")
     k = _kernel(request)
 
     def work() -> list[Any]:
         rows = k.find(level, query, case_sensitive=case_sensitive, since=since, limit=limit,
-                      rest_api=True)
+                      rest_api=True, labels=labels, labels_constraint=constraint)
         if expand:
             return resources_json(k.index, rows)
         return [r.public_id for r in rows]

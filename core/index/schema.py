@@ -50,6 +50,14 @@ CREATE TABLE IF NOT EXISTS metadata (
     PRIMARY KEY (internal_id, name)
 );
 
+-- Labels of resources (Orthanc 1.12): alphanumeric, "_" and "-", 1 to 64 characters.
+CREATE TABLE IF NOT EXISTS labels (
+    internal_id INTEGER NOT NULL REFERENCES resources(internal_id) ON DELETE CASCADE,
+    label TEXT NOT NULL,
+    PRIMARY KEY (internal_id, label)
+);
+CREATE INDEX IF NOT EXISTS labels_label ON labels(label);
+
 -- The DICOM header (file bytes up to the pixel data) of each instance, so that tags and
 -- metadata are served without re-reading the stored file.
 CREATE TABLE IF NOT EXISTS instance_headers (
