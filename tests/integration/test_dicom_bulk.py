@@ -1,0 +1,84 @@
+"""Many instances on one association, and several associations at once."""
+
+from __future__ import annotations
+
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from isengard_sdk.testing import DicomPeer, dcmtk_tool
+from tests.integration.dicom_helpers import DCMTK_ENV, DCMTK_TIMEOUT, run_dcmtk
+
+
+def _released_summaries(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "isengard.dicom" and " released: " in r.getMessage()]
+
+
+@pytest.mark.dcmtk
+def test_storescu_folder_on_one_association(isengard_server, dicom_factory, tmp_path, caplog):
+    storescu = dcmtk_tool("storescu")
+    s = isengard_server
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    study = dicom_factory.uid()
+    files = [*dicom_factory.series(30, StudyInstanceUID=study),
+             *dicom_factory.series(30, StudyInstanceUID=study, Modality="MR")]
+    for number, data in enumerate(files):
+        (folder / f"IM{number:04d}").write_bytes(data)
+
+    caplog.set_level("INFO", logger="isengard.dicom")
+    sent = run_dcmtk(storescu, "+sd", "-aet", "BATCH", "-aec", s.aet, "127.0.0.1",
+                     str(s.dicom_port), str(folder))
+    assert sent.returncode == 0, sent.stderr
+
+    stats = s.get("/statistics").json()
+    assert (stats["CountPatients"], stats["CountStudies"], stats["CountSeries"],
+            stats["CountInstances"]) == (1, 1, 2, 60)
+    [summary] = _released_summaries(caplog)  # one association carried them all
+    assert "BATCH" in summary and "60 instance(s) stored" in summary
+
+
+def test_concurrent_pynetdicom_associations(isengard_server, dicom_factory):
+    s = isengard_server
+    batches = [dicom_factory.series(15, PatientID=f"P{n}") for n in range(4)]
+    peers = [DicomPeer(aet=f"PEER{n}") for n in range(4)]
+    with ThreadPoolExecutor(len(batches)) as pool:
+        results = list(pool.map(lambda pb: pb[0].store(s.dicom_port, pb[1]),
+                                zip(peers, batches, strict=True)))
+    assert results == [[0] * 15] * 4
+    stats = s.get("/statistics").json()
+    assert (stats["CountPatients"], stats["CountStudies"], stats["CountSeries"],
+            stats["CountInstances"]) == (4, 4, 4, 60)
+
+
+@pytest.mark.dcmtk
+def test_concurrent_storescu_processes(isengard_server, dicom_factory, tmp_path):
+    storescu = dcmtk_tool("storescu")
+    s = isengard_server
+    folders = []
+    for n in range(4):
+        folder = tmp_path / f"sender{n}"
+        folder.mkdir()
+        for number, data in enumerate(dicom_factory.series(10, PatientID=f"P{n}")):
+            (folder / f"IM{number:04d}").write_bytes(data)
+        folders.append(folder)
+
+    processes = [
+        subprocess.Popen([storescu, "+sd", "-aet", f"SENDER{n}", "-aec", s.aet, "127.0.0.1",
+                          str(s.dicom_port), str(folder)],
+                         env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         text=True)
+        for n, folder in enumerate(folders)
+    ]
+    for process in processes:
+        _, stderr = process.communicate(timeout=DCMTK_TIMEOUT)
+        assert process.returncode == 0, stderr
+
+    stats = s.get("/statistics").json()
+    assert (stats["CountPatients"], stats["CountInstances"]) == (4, 40)
+    for n in range(4):
+        found = s.post("/tools/find", json={"Level": "Instance",
+                                            "Query": {"PatientID": f"P{n}"}}).json()
+        assert len(found) == 10
