@@ -186,16 +186,43 @@ def _stringify(value: Any) -> str:
     return str(value)
 
 
+_MAIN_TAG_VR = {tag: str(dictionary_VR(tag)) for level_tags in MAIN_TAGS.values()
+                for tag in level_tags.values()}
+
+
 def main_tags_of(
     ds: Dataset, levels: Iterable[ResourceLevel] = tuple(ResourceLevel)
 ) -> dict[ResourceLevel, dict[str, str]]:
-    """Extract the main tags of the given levels, stripped as Orthanc stores them."""
-    encodings = encodings_of(ds)
+    """Extract the main tags of the given levels, stripped as Orthanc stores them.
+
+    On the ingest hot path: raw values (the usual case, still undecoded bytes) are read
+    straight from the dataset's elements with the dictionary VR; anything else goes
+    through :func:`element_string`."""
+    encodings: list[str] | None = None
+    elements = ds._dict
     result: dict[ResourceLevel, dict[str, str]] = {}
     for level in levels:
         tags: dict[str, str] = {}
         for keyword, tag in MAIN_TAGS[level].items():
-            text = element_string(ds, Tag(tag), encodings)
+            raw = elements.get(tag)  # type: ignore[call-overload]
+            if raw is None:
+                continue
+            value = raw.value
+            vr = raw.VR
+            if isinstance(value, bytes) and (not vr or vr in ("UN", _MAIN_TAG_VR[tag])):
+                vr = _MAIN_TAG_VR[tag]
+                if vr in _CHARSET_VRS and not value.isascii():
+                    if encodings is None:
+                        encodings = encodings_of(ds)
+                    delimiters = _PN_DELIMITERS if vr == "PN" else dicom_charset.TEXT_VR_DELIMS
+                    text: str | None = dicom_charset.decode_bytes(
+                        value, encodings, delimiters).rstrip(" \x00")
+                else:
+                    text = value.decode("latin-1").rstrip(" \x00")
+            else:
+                if encodings is None:
+                    encodings = encodings_of(ds)
+                text = element_string(ds, Tag(tag), encodings)
             # Orthanc reads the summary with a 256-byte limit: longer values become
             # null and are not kept as main tags.
             if text is not None and len(text.encode("utf-8")) <= MAX_MAIN_TAG_LENGTH:

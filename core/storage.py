@@ -31,6 +31,7 @@ class FilesystemStorageArea:
         self.compression = compression
         self.sync = sync
         self.root.mkdir(parents=True, exist_ok=True)
+        self._folders: set[Path] = set()  # folders known to exist (no mkdir per write)
 
     def path_of(self, file_uuid: str) -> Path:
         return self.root / file_uuid[0:2] / file_uuid[2:4] / file_uuid
@@ -46,16 +47,22 @@ class FilesystemStorageArea:
             payload = data
             stored_md5 = md5
         target = self.path_of(file_uuid)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.parent not in self._folders:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._folders.add(target.parent)
         tmp = target.with_name(f".{file_uuid}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileNotFoundError:  # a concurrent remove() pruned the folder just now
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             view = memoryview(payload)
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
             if self.sync:
-                os.fsync(fd)
+                os.fdatasync(fd)  # the data and its size; timestamps need no flush
         except BaseException:
             os.close(fd)
             tmp.unlink(missing_ok=True)
@@ -92,6 +99,7 @@ class FilesystemStorageArea:
                 parent.rmdir()
             except OSError:
                 break
+            self._folders.discard(parent)
 
     def cleanup_temporary_files(self) -> int:
         """Remove temporary files left by a crash during a write; returns how many."""

@@ -67,7 +67,7 @@ async def upload(request: Request) -> Response:
     if size == 0:
         raise InvalidDicomError("received an empty DICOM file")
     outcome, parsed = await run_in_threadpool(k.ingest_path.ingest, data, origin)
-    log.info("REST upload from %s: instance %s %s", origin.remote_ip, outcome.ids[3],
+    log.debug("REST upload from %s: instance %s %s", origin.remote_ip, outcome.ids[3],
              outcome.status)
     return OrthancJSON(_answer(outcome))
 

@@ -103,7 +103,12 @@ class SQLiteIndex:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                                timeout=30.0)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
+        # WAL + NORMAL: a commit survives a crash of the process; after a power loss the
+        # last commits may roll back (the files themselves are flushed by the storage
+        # area before any answer). FULL would add an fsync per instance; Orthanc does
+        # not sync its index per instance either. `durable=False` (tests) skips the
+        # checkpoint syncs too.
+        conn.execute(f"PRAGMA synchronous={'NORMAL' if self.durable else 'OFF'}")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA cache_size=-32000")
         return conn
@@ -300,6 +305,8 @@ class SQLiteIndex:
                 if has_child:
                     remaining = parent
                     break
+                uuids += [r[0] for r in conn.execute(  # user attachments of the ancestor
+                    "SELECT uuid FROM attached_files WHERE internal_id = ?", (parent_id,))]
                 conn.execute("DELETE FROM resources WHERE internal_id = ?", (parent_id,))
                 self._log_change(conn, ChangeType.DELETED, parent.level, parent.public_id, now)
                 parent_id = parent.parent_id
@@ -308,14 +315,11 @@ class SQLiteIndex:
 
     @staticmethod
     def _descendant_files_sql(level: ResourceLevel) -> str:
-        joins = ""
-        alias = "r0"
-        for depth in range(int(level), 3):
-            nxt = f"r{depth - int(level) + 1}"
-            joins += f" JOIN resources {nxt} ON {nxt}.parent_id = {alias}.internal_id"
-            alias = nxt
-        return (f"SELECT f.uuid FROM resources r0{joins} JOIN attached_files f "
-                f"ON f.internal_id = {alias}.internal_id WHERE r0.internal_id = ?")
+        """The files of a resource and of everything below it: the DICOM files of the
+        instances and the user attachments of any level (one parameter: its id)."""
+        return ("WITH RECURSIVE tree(id) AS (SELECT ? UNION ALL SELECT r.internal_id "
+                "FROM resources r JOIN tree ON r.parent_id = tree.id) "
+                "SELECT f.uuid FROM tree JOIN attached_files f ON f.internal_id = tree.id")
 
     def stabilize_due(self, now: float | None = None) -> list[tuple[ResourceLevel, str]]:
         """Mark stable the resources without new instance for ``stable_age`` seconds."""
@@ -659,23 +663,34 @@ class SQLiteIndex:
         return out
 
     def find(self, level: ResourceLevel, sql_constraints: Sequence[tuple[ResourceLevel,
-             Constraint]], *, since: int = 0, limit: int = 0) -> list[int]:
+             Constraint]], *, since: int = 0, limit: int = 0,
+             conditions: Sequence[tuple[str, Sequence[Any]]] = ()) -> list[int]:
         """Internal ids at ``level`` whose main tags satisfy every constraint.
 
         Each constraint applies to the resource's ancestor (or descendants) at the given
-        level. ``limit``/``since`` apply to the SQL result (callers with extra filtering
-        do their own paging).
+        level. ``conditions``: more SQL conditions on the resource ``r``, with their
+        parameters (labels). ``limit``/``since`` apply to the SQL result (callers with
+        extra filtering do their own paging).
         """
         where = ["r.level = ?"]
         params: list[Any] = [int(level)]
+        for condition, condition_params in conditions:
+            where.append(condition)
+            params += condition_params
         for tag_level, c in sql_constraints:
             if c.kind == "universal":
                 continue
-            target = self._relative_sql(level, tag_level)
             cond, cparams = _constraint_sql(c)
-            where.append(
-                f"EXISTS (SELECT 1 FROM dicom_identifiers d WHERE d.internal_id IN ({target}) "
-                f"AND d.tag = ? AND {cond})")
+            if tag_level == level:
+                # Driven by the (tag, value_norm) index: exact values, lists and
+                # wildcards with a fixed prefix become index lookups, not a scan.
+                where.append("r.internal_id IN (SELECT d.internal_id FROM dicom_identifiers "
+                             f"d WHERE d.tag = ? AND {cond})")
+            else:
+                target = self._relative_sql(level, tag_level)
+                where.append(
+                    "EXISTS (SELECT 1 FROM dicom_identifiers d WHERE d.internal_id IN "
+                    f"({target}) AND d.tag = ? AND {cond})")
             params += [c.keyword, *cparams]
         sql = f"SELECT r.internal_id FROM resources r WHERE {' AND '.join(where)} " \
               "ORDER BY r.internal_id"

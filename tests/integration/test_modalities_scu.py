@@ -189,15 +189,15 @@ class FakeCodec:
 
 def test_compressed_needs_a_codec_plugin(isengard_factory, explicit_peer):
     rle = sample("MR_small_RLE.dcm")
-    plain = isengard_factory({"modalities": {"peer": ["EXPLICIT", "127.0.0.1",
-                                                      explicit_peer.port]}})
+    plain = isengard_factory({"plugins": {"codecs": False}, "modalities": {
+        "peer": ["EXPLICIT", "127.0.0.1", explicit_peer.port]}})
     instance = plain.upload(rle)
     r = plain.post("/modalities/peer/store", json=[instance["ID"]])
     assert r.status_code == 502 and "no codec plugin" in r.json()["Details"]
     assert explicit_peer.received == []
 
     codec = FakeCodec()
-    with_codec = isengard_factory({"plugins": {"codec": {}}, "modalities": {
+    with_codec = isengard_factory({"plugins": {"codec": {}, "codecs": False}, "modalities": {
         "peer": ["EXPLICIT", "127.0.0.1", explicit_peer.port]}}, plugins=[("codec", codec)])
     with_codec.upload(rle)
     answer = with_codec.post("/modalities/peer/store", json=[instance["ID"]]).json()
@@ -221,3 +221,13 @@ def test_a_peer_that_never_answers_times_out(isengard_factory, ct_small):
             "Resources": [instance["ID"]], "Asynchronous": True, "Timeout": 1}).json()
         assert server.get("/system").status_code == 200  # not blocked by the hung peer
         wait_for(lambda: server.get(f"/jobs/{job['ID']}").json()["State"] == "Failure")
+
+
+def test_the_first_party_codecs_plugin_decompresses(isengard_factory, explicit_peer):
+    server = isengard_factory({"modalities": {"peer": ["EXPLICIT", "127.0.0.1",
+                                                       explicit_peer.port]}})
+    assert "codecs" in server.get("/plugins").json()
+    instance = server.upload(sample("MR_small_RLE.dcm"))
+    answer = server.post("/modalities/peer/store", json=[instance["ID"]]).json()
+    assert answer["FailedInstancesCount"] == 0
+    assert explicit_peer.received == ["1.2.840.10008.1.2.1"]
