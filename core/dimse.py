@@ -67,6 +67,8 @@ STATUS_CANNOT_UNDERSTAND = 0xC000
 # A filter plugin vetoed the instance. PS3.4 has no "refused by policy" status for
 # C-STORE; like Orthanc we answer "Refused: Out of Resources" (A700).
 STATUS_REJECTED = 0xA700
+# PS3.7 C.5.x general status "Refused: Not Authorized": the caller lacks the right.
+STATUS_NOT_AUTHORIZED = 0x0124
 
 # A-ASSOCIATE-RJ (source, diagnostic) → reason, PS3.8 9.3.4 (Table 9-21).
 _REJECT_REASONS = {
@@ -96,9 +98,12 @@ class DicomServer:
     """The DICOM listener of one server."""
 
     def __init__(self, settings: DicomSettings, ingest: Callable[[], Ingest],
-                 query_retrieve: Callable[[], list[Any]] | None = None):
+                 query_retrieve: Callable[[], list[Any]] | None = None,
+                 caller_rights: Callable[[str, str], Any] | None = None):
         self.settings = settings
         self._ingest = ingest
+        # (calling AET, address) -> the declared modality it is, or None (unknown caller)
+        self._caller_rights = caller_rights
         # C-FIND / C-MOVE / C-GET handlers (dimse_qr), built once the kernel is open.
         self._query_retrieve = query_retrieve
         self._server: AssociationServer | None = None
@@ -272,8 +277,24 @@ class DicomServer:
                  "%d rejected, %.1f MB", stats.calling_aet, stats.address, how, stats.stored,
                  stats.already, stats.rejected, stats.bytes / 1e6)
 
+    def _allowed(self, assoc: Any, right: str) -> bool:
+        """Orthanc's rule: a declared modality has its Allow* rights; an unknown caller
+        may echo/store only if dicom.always_allow_echo/store say so."""
+        requestor = assoc.requestor
+        modality = (self._caller_rights(requestor.ae_title, requestor.address)
+                    if self._caller_rights is not None else None)
+        if modality is not None:
+            return bool(getattr(modality, f"allow_{right}"))
+        return bool(getattr(self.settings, f"always_allow_{right}"))
+
     def _on_echo(self, event: Any) -> int:
-        log.debug("C-ECHO from %s", event.assoc.requestor.ae_title)
+        requestor = event.assoc.requestor
+        if not self._allowed(event.assoc, "echo"):
+            log.warning("C-ECHO from %s (%s) refused: not allowed (declare it under "
+                        "`modalities:` with allow_echo, or set dicom.always_allow_echo)",
+                        requestor.ae_title, requestor.address)
+            return STATUS_NOT_AUTHORIZED
+        log.debug("C-ECHO from %s", requestor.ae_title)
         return STATUS_SUCCESS
 
     def _on_store(self, event: Any) -> Dataset | int:
@@ -283,6 +304,11 @@ class DicomServer:
         # check_called_aet off, a server answers to any title.
         origin = Origin(kind="DicomProtocol", remote_aet=assoc.requestor.ae_title,
                         called_aet=_called_aet(assoc), remote_ip=assoc.requestor.address)
+        if not self._allowed(assoc, "store"):
+            return self._failure(stats, STATUS_NOT_AUTHORIZED,
+                                 f"{origin.remote_aet} may not store here: declare it under "
+                                 "`modalities:` with allow_store, or set "
+                                 "dicom.always_allow_store", origin)
         with self._lock:
             stopping = self._stopping
             if not stopping:

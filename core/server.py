@@ -35,11 +35,15 @@ class Server:
         self.kernel = Kernel(settings, extra_plugins=extra_plugins,
                              use_entry_points=use_entry_points)
         self.dicom = DicomServer(settings.dicom, lambda: self.kernel.ingest_path,
-                                 self._query_retrieve_handlers)
+                                 self._query_retrieve_handlers, self._caller)
         self._http_socket: socket.socket | None = None
         self._uvicorn: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
         self._started = False
+
+    def _caller(self, aet: str, address: str) -> Any:
+        host = address if self.settings.dicom.check_modality_host else None
+        return self.kernel.modalities.by_aet(aet, host)
 
     def _query_retrieve_handlers(self) -> list[Any]:
         k = self.kernel

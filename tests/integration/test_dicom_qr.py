@@ -239,3 +239,23 @@ def _listening(port: int) -> bool:
 
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_echo_and_store_rights(isengard_factory, dicom_peer, dicom_factory, caplog):
+    """Orthanc's rules: unknown callers follow always_allow_echo/store; a declared
+    modality follows its own AllowEcho/AllowStore."""
+    server = isengard_factory({
+        "dicom": {"always_allow_echo": False, "always_allow_store": False},
+        "modalities": {"trusted": ["TRUSTED", "127.0.0.1", free_port()],
+                       "readonly": {"aet": "READONLY", "host": "127.0.0.1",
+                                    "port": free_port(), "allow_store": False}}})
+    files = [dicom_factory.instance()]
+    from isengard_sdk.testing import DicomPeer
+
+    assert DicomPeer("STRANGER").echo(server.dicom_port) == 0x0124
+    assert DicomPeer("STRANGER").store(server.dicom_port, files) == [0x0124]
+    assert DicomPeer("READONLY").echo(server.dicom_port) == 0
+    assert DicomPeer("READONLY").store(server.dicom_port, files) == [0x0124]
+    assert "READONLY may not store here" in caplog.text
+    assert DicomPeer("TRUSTED").store(server.dicom_port, files) == [0]
+    assert server.get("/statistics").json()["CountInstances"] == 1
