@@ -20,7 +20,7 @@ import io
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -89,42 +89,6 @@ def parse_data_uri(content: Any) -> tuple[str, bytes]:
     return m.group(1).strip().lower(), payload
 
 
-def decode_image(data: bytes) -> dict[str, Any]:
-    """A PNG or JPEG as the attributes of an uncompressed image (PS3.3 C.7.6.3).
-
-    Pillow is imported here, not at module level: the kernel does not load imaging
-    libraries unless an image is actually converted."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        img = Image.open(io.BytesIO(data))
-        img.load()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise InvalidDicomError(f"the image of 'Content' cannot be decoded: {exc}") from exc
-    bits = 8
-    if img.mode in ("I;16", "I;16L", "I;16B", "I"):
-        import numpy
-
-        pixels = numpy.asarray(img).clip(0, 65535).astype("<u2").tobytes()
-        samples, photometric, bits = 1, "MONOCHROME2", 16
-    elif img.mode in ("L", "LA", "1"):
-        pixels = img.convert("L").tobytes()
-        samples, photometric = 1, "MONOCHROME2"
-    else:
-        pixels = img.convert("RGB").tobytes()
-        samples, photometric = 3, "RGB"
-    if len(pixels) % 2:
-        pixels += b"\0"  # PS3.5 7.1.1: values have an even length
-    attrs: dict[str, Any] = {"SamplesPerPixel": samples,
-                             "PhotometricInterpretation": photometric}
-    if samples == 3:
-        attrs["PlanarConfiguration"] = 0
-    attrs.update(Rows=img.height, Columns=img.width, BitsAllocated=bits, BitsStored=bits,
-                 HighBit=bits - 1, PixelRepresentation=0)
-    attrs["PixelData"] = pixels
-    return attrs
-
-
 def _tag_of(name: str) -> tuple[int, str]:
     """(tag, VR) of a keyword or ``gggg,eeee`` (private tags included)."""
     m = _PRIVATE_HEX.match(name.strip())
@@ -179,10 +143,14 @@ def _dataset(tags: Mapping[str, Any], private_creator: str) -> Dataset:
     return ds
 
 
-def build_instance(body: Mapping[str, Any], parent: tuple[ResourceLevel, Dataset] | None
-                   ) -> bytes:
+ImageDecoder = Callable[[bytes, str], "dict[str, Any] | None"]
+
+
+def build_instance(body: Mapping[str, Any], parent: tuple[ResourceLevel, Dataset] | None,
+                   decode_image: ImageDecoder | None = None) -> bytes:
     """A PS3.10 file built from a ``create-dicom`` body. ``parent``: the level of the
-    ``Parent`` resource and the header of one of its instances."""
+    ``Parent`` resource and the header of one of its instances. ``decode_image``: turns
+    an embedded PNG/JPEG into image attributes (the ``decode_image`` hook)."""
     if "Tags" not in body:
         # Orthanc's first format: the body is the tags, nothing else is filled in.
         for name, value in body.items():
@@ -223,7 +191,11 @@ def build_instance(body: Mapping[str, Any], parent: tuple[ResourceLevel, Dataset
     if content is not None:
         mime, payload = parse_data_uri(content)
         if mime in ("image/png", "image/jpeg"):
-            for keyword, value in decode_image(payload).items():
+            attributes = decode_image(payload, mime) if decode_image is not None else None
+            if attributes is None:
+                raise _error(415, 15, "Bad file format", f"no plugin can decode {mime} "
+                             "(enable the rendering plugin: plugins: {rendering: true})")
+            for keyword, value in attributes.items():
                 if keyword not in ds:
                     setattr(ds, keyword, value)
             ds["PixelData"].VR = "OW"

@@ -24,6 +24,7 @@ import pluggy
 
 from isengard_sdk import hookspecs
 from isengard_sdk.context import Context, KernelServices, ServerInfo
+from isengard_sdk.errors import HttpError
 from isengard_sdk.settings import SettingsError, load_settings
 
 from .errors import ConfigError, StartupError
@@ -196,6 +197,8 @@ class PluginHost:
         for impl in self._impls(hook):
             try:
                 result = self._call(impl, kwargs)
+            except HttpError:
+                raise  # a plugin's answer to the current REST request
             except Exception as exc:
                 raise StartupError(f"plugin {impl.plugin_name!r} failed in {hook}: "
                                    f"{type(exc).__name__}: {exc}") from exc

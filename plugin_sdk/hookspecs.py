@@ -120,6 +120,22 @@ def transcode(context: Context, data: bytes, transfer_syntax_uid: str) -> bytes 
     return None
 
 
+@hookspec(firstresult=True)
+def decode_image(context: Context, data: bytes, media_type: str) -> dict[str, Any] | None:
+    """Decode an image (``media_type`` ``image/png`` or ``image/jpeg``) given to
+    ``POST /tools/create-dicom`` into the attributes of an uncompressed DICOM image:
+    a mapping of keywords (``Rows``, ``Columns``, ``SamplesPerPixel``,
+    ``PhotometricInterpretation``, ``BitsAllocated`` …, ``PixelData`` as bytes) —
+    or ``None`` if this plugin cannot.
+
+    Called in an HTTP worker thread; the first plugin answering wins (the first-party
+    rendering plugin does, with Pillow: the kernel never loads imaging libraries).
+    On error: raise ``isengard_sdk.HttpError`` for a bad image (it becomes the answer);
+    other exceptions are logged and answered 500. Since 0.1.
+    """
+    return None
+
+
 # ---------------------------------------------------------------------------------------
 # Ingest: every instance, whatever its origin, goes through these
 # ---------------------------------------------------------------------------------------

@@ -41,11 +41,15 @@ async def create_dicom(request: Request) -> Response:
     origin = Origin(kind="RestApi", remote_ip=client.host if client else "",
                     http_username=request.headers.get("x-isengard-user", ""))
 
+    def decode_image(data: bytes, media_type: str) -> dict[str, Any] | None:
+        answer = k.plugins.first("decode_image", data=data, media_type=media_type)
+        return answer[1] if answer else None
+
     def work() -> dict[str, Any]:
         parent = None
         if "Tags" in body and body.get("Parent") is not None:
             parent = _parent(k, body["Parent"])
-        data = build_instance(body, parent)
+        data = build_instance(body, parent, decode_image)
         outcome, _ = k.ingest_path.ingest(data, origin)
         return _answer(outcome)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import isengard_sdk
 
+from . import image_import
 from .routes import build_routes
 
 __version__ = "0.1.0"
@@ -27,3 +28,11 @@ ENABLED_BY_DEFAULT = True
 @isengard_sdk.hookimpl
 def register_routes(context: isengard_sdk.Context) -> list[Any]:
     return list(build_routes(context.services))
+
+
+@isengard_sdk.hookimpl
+def decode_image(data: bytes, media_type: str) -> dict[str, Any] | None:
+    """Images embedded in POST /tools/create-dicom."""
+    if media_type not in ("image/png", "image/jpeg"):
+        return None
+    return image_import.decode_image(data)

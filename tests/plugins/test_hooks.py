@@ -99,6 +99,11 @@ class Recorder:
         return instance.tags.get("PatientID") != "REJECT-ME"
 
     @hookimpl
+    def decode_image(self, context: Context, data: bytes, media_type: str):
+        self._record("decode_image", (len(data), media_type))
+        return None  # proven with the rendering plugin in test_create_dicom.py
+
+    @hookimpl
     def transcode(self, context: Context, data: bytes, transfer_syntax_uid: str):
         self._record("transcode", (len(data), transfer_syntax_uid))
         return None
