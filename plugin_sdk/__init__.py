@@ -4,7 +4,7 @@ Plugins import only this package: ``hookimpl`` to mark hook implementations, the
 types they receive, :class:`Context`, and :func:`load_settings` for their own config.
 """
 
-from .context import Context, IngestResult, KernelServices, ServerInfo
+from .context import Context, IngestResult, JobHandle, KernelServices, ServerInfo
 from .errors import HttpError
 from .hookspecs import hookimpl
 from .settings import SettingsError, load_settings
@@ -27,6 +27,7 @@ __all__ = [
     "IncomingInstance",
     "HttpError",
     "IngestResult",
+    "JobHandle",
     "KernelServices",
     "ResourceLevel",
     "ServerInfo",

@@ -20,7 +20,7 @@ from typing import Any
 import isengard_sdk
 from isengard_sdk import Context
 
-from .routes import build_routes
+from .routes import ARCHIVE_JOB, ArchiveRoutes, build_routes
 
 __version__ = isengard_sdk.__version__
 ENABLED_BY_DEFAULT = True
@@ -38,3 +38,9 @@ class Settings:
 @isengard_sdk.hookimpl
 def register_routes(context: Context) -> list[Any]:
     return build_routes(context)
+
+
+@isengard_sdk.hookimpl
+def register_job_types(context: Context) -> list[tuple[str, Any]]:
+    """Asynchronous archives and media (``"Asynchronous": true``)."""
+    return [(ARCHIVE_JOB, ArchiveRoutes(context).run_job)]

@@ -6,23 +6,24 @@
   — several resources of any level, ``Archive.zip``. The body is
   ``{"Resources": [ids…], "Synchronous": true, "Extended": …}`` or the older bare list.
 
-Archives are synchronous: the ZIP is the answer, streamed as it is produced. The
-asynchronous flavour (a job, then ``GET /jobs/{id}/archive``) waits for the jobs
-engine and is refused with 501 until then.
+Synchronous requests get the ZIP as the answer, streamed as it is produced.
+``"Asynchronous": true`` (or ``"Synchronous": false``) queues an ``Archive`` job that
+writes the ZIP to the plugin's folder; ``GET /jobs/{id}/archive`` serves it.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from isengard_sdk import Context, HttpError, ResourceLevel
+from isengard_sdk import Context, HttpError, JobHandle, ResourceLevel
 
 from .content import archive_entries, media_entries
 from .plan import ArchivePlan, resolve_any, resolve_plan
@@ -39,17 +40,16 @@ def _truthy(value: Any) -> bool:
 
 
 def _options(body: Any) -> dict[str, Any]:
-    """Check the synchronous/transcoding options shared by every route."""
+    """Check the transcoding option shared by every route."""
     if not isinstance(body, dict):
         return {}
-    if _truthy(body.get("Asynchronous")) or body.get("Synchronous") is False:
-        raise HttpError(501, "asynchronous archives (a job, then GET /jobs/{id}/archive) are "
-                             "not available yet in Isengard: send \"Synchronous\": true (or "
-                             "omit it) to receive the ZIP as the answer",
-                        orthanc=(2, "Not implemented yet"))
     if body.get("Transcode"):
         _no_transcoding()
     return body
+
+
+def _asynchronous(options: dict[str, Any]) -> bool:
+    return _truthy(options.get("Asynchronous")) or options.get("Synchronous") is False
 
 
 def _no_transcoding() -> None:
@@ -100,12 +100,60 @@ class ArchiveRoutes:
         services = self.context.services
         return resolve_plan(services, [resolve_any(services, i) for i in ids])
 
+    def _submit(self, ids: list[str], media: bool, extended: bool,
+                options: dict[str, Any]) -> Response:
+        """Orthanc's asynchronous mode: a job now, the ZIP from /jobs/{id}/archive later."""
+        priority = options.get("Priority", 0)
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise HttpError(400, "'Priority' must be an integer", orthanc=BAD_FILE_FORMAT)
+        job_id = self.context.services.submit_job(
+            ARCHIVE_JOB, {"Resources": ids, "Media": media, "Extended": extended},
+            priority=priority)
+        return JSONResponse({"ID": job_id, "Path": f"/jobs/{job_id}"})
+
+    def run_job(self, job: JobHandle) -> dict[str, Any]:
+        """The ``Archive`` job: write the ZIP to the plugin's folder, then it is served
+        by ``GET /jobs/{id}/archive``."""
+        p = job.parameters
+        plan = self._plan_many(list(p["Resources"]))
+        total = max(plan.total_size, 1)
+        target = archive_path(self.context, job.id)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".part")
+        written = 0
+        with partial.open("wb") as out:
+            for chunk in self._stream(plan, bool(p["Media"]), bool(p["Extended"])):
+                out.write(chunk)
+                written += len(chunk)
+                job.progress(min(written, total), total)
+        partial.replace(target)
+        job.content.update({
+            "ArchiveSize": str(written), "ArchiveSizeMB": written // MB,
+            "Description": "REST API", "InstancesCount": len(plan.sizes),
+            "UncompressedSize": str(plan.total_size),
+            "UncompressedSizeMB": plan.total_size // MB})
+        return job.content
+
+    async def job_archive(self, request: Request) -> Response:
+        """``GET /jobs/{id}/archive``: the output of a finished ``Archive`` job."""
+        path = archive_path(self.context, request.path_params["id"])
+        if not path.is_file():
+            raise HttpError(404, f"job {request.path_params['id']} has no archive: it is "
+                                 "unknown, not an archive job, or not finished (GET "
+                                 f"/jobs/{request.path_params['id']})")
+        return FileResponse(path, media_type="application/zip",
+                            headers={"Content-Disposition": 'filename="Archive.zip"'})
+
     async def resource(self, request: Request, level: ResourceLevel, media: bool
                        ) -> Response:
         """``GET|POST /{level}/{id}/archive`` and ``…/media``."""
         if request.method == "POST":
             options = _options(await _json_body(request, required=True))
             extended = _truthy(options.get("Extended"))
+            if _asynchronous(options):
+                await run_in_threadpool(self._plan_one, level, request.path_params["id"])
+                return await run_in_threadpool(self._submit, [request.path_params["id"]],
+                                               media, extended, options)
         else:
             if request.query_params.get("transcode"):
                 _no_transcoding()
@@ -132,7 +180,9 @@ class ArchiveRoutes:
                             orthanc=BAD_FILE_FORMAT)
         default_extended = kind == "create-media-extended"
         extended = _truthy(options.get("Extended", default_extended))
-        plan = await run_in_threadpool(self._plan_many, list(ids))
+        plan = await run_in_threadpool(self._plan_many, list(ids))  # 404 before any job
+        if _asynchronous(options):
+            return await run_in_threadpool(self._submit, list(ids), media, extended, options)
         return _zip_response(self._stream(plan, media, extended), "Archive.zip")
 
 
@@ -156,4 +206,15 @@ def build_routes(context: Context) -> list[Route]:
     ]
     routes += [Route(f"/tools/{kind}", create(kind), methods=["POST"])
                for kind in ("create-archive", "create-media", "create-media-extended")]
+    routes.append(Route("/jobs/{id}/archive", endpoints.job_archive, methods=["GET"]))
     return routes
+
+
+ARCHIVE_JOB = "Archive"
+MB = 1024 * 1024
+
+
+def archive_path(context: Context, job_id: str) -> Path:
+    if not all(c.isalnum() or c == "-" for c in job_id):
+        raise HttpError(404, f"unknown job {job_id}")
+    return context.data_dir / "jobs" / f"{job_id}.zip"

@@ -127,13 +127,44 @@ def test_unknown_id_in_create_archive_is_404(isengard_server, ct_small):
     assert "nope" in r.json()["Details"]
 
 
-@pytest.mark.parametrize("body", [{"Resources": [], "Asynchronous": True},
-                                  {"Resources": [], "Synchronous": False}])
-def test_asynchronous_is_not_available_yet(isengard_server, body):
-    r = isengard_server.post("/tools/create-archive", json=body)
-    assert r.status_code == 501
-    assert r.json()["OrthancStatus"] == 2
-    assert "not available yet" in r.json()["Details"]
+@pytest.mark.parametrize("async_flag", [{"Asynchronous": True}, {"Synchronous": False}])
+def test_asynchronous_archive_is_a_job(study, async_flag):
+    """Orthanc's asynchronous mode: a job, then the ZIP from GET /jobs/{id}/archive —
+    the same entries as the synchronous answer."""
+    import time
+
+    isengard_server, study_id, _ = study
+    body = {"Resources": [study_id], **async_flag}
+    answer = isengard_server.post("/tools/create-archive", json=body).json()
+    assert answer["Path"] == f"/jobs/{answer['ID']}"
+    deadline = time.monotonic() + 60
+    while isengard_server.get(answer["Path"]).json()["State"] != "Success":
+        assert time.monotonic() < deadline, "the archive job did not finish"
+        time.sleep(0.05)
+    job = isengard_server.get(answer["Path"]).json()
+    assert job["Type"] == "Archive" and job["Progress"] == 100
+    assert job["Content"]["InstancesCount"] == 4
+    archived = isengard_server.get(f"{answer['Path']}/archive")
+    assert archived.status_code == 200
+    assert int(job["Content"]["ArchiveSize"]) == len(archived.content)
+    synchronous = isengard_server.post("/tools/create-archive",
+                                       json={"Resources": [study_id]})
+    assert sorted(open_zip(archived).namelist()) == sorted(open_zip(synchronous).namelist())
+    assert isengard_server.get("/jobs/nope/archive").status_code == 404
+
+
+def test_asynchronous_media_of_a_resource(study):
+    import time
+
+    isengard_server, study_id, _ = study
+    answer = isengard_server.post(f"/studies/{study_id}/media",
+                                  json={"Asynchronous": True}).json()
+    deadline = time.monotonic() + 60
+    while isengard_server.get(answer["Path"]).json()["State"] != "Success":
+        assert time.monotonic() < deadline, "the media job did not finish"
+        time.sleep(0.05)
+    names = open_zip(isengard_server.get(f"{answer['Path']}/archive")).namelist()
+    assert "DICOMDIR" in names
 
 
 def test_transcoding_is_not_available_yet(isengard_server, ct_small):
