@@ -24,6 +24,7 @@ from isengard_sdk.types import ResourceLevel
 
 from .dicom_tags import MAIN_TAGS, element_string, encodings_of
 from .errors import BadRequest
+from .find import parse_constraint
 from .scu import reachable, storage_contexts
 
 if TYPE_CHECKING:
@@ -111,8 +112,14 @@ class QueryRetrieveHandlers:
             yield STATUS_IDENTIFIER_MISMATCH, None
             return
         limit = self.limit_instances if level == ResourceLevel.INSTANCE else self.limit_results
+        sequences = sequence_keys(identifier)
         try:
-            rows = self.kernel.find(level, query, limit=limit)
+            rows = self.kernel.find(level, query, limit=0 if sequences else limit)
+            if sequences:  # matched against the headers kept in the index
+                case_sensitive = self.kernel.settings.case_sensitive_pn
+                rows = [r for r in rows
+                        if sequence_matches(self._header(r), sequences, case_sensitive)]
+                rows = rows[:limit] if limit else rows
         except BadRequest as exc:
             log.warning("C-FIND from %s refused: %s", event.assoc.requestor.ae_title, exc)
             yield STATUS_UNABLE_TO_PROCESS, None
@@ -288,7 +295,10 @@ def _main_level(keyword: str) -> ResourceLevel | None:
 
 def parse_identifier(identifier: Dataset) -> tuple[ResourceLevel, dict[str, str],
                                                     list[DataElement]]:
-    """(level, matching keys with values, requested return keys) of a C-FIND identifier."""
+    """(level, matching keys with values, requested return keys) of a C-FIND identifier.
+
+    Sequences are return keys here; their matching keys come from
+    :func:`sequence_keys`."""
     if identifier is None or "QueryRetrieveLevel" not in identifier:
         raise BadRequest("the identifier has no QueryRetrieveLevel (0008,0052)")
     raw_level = str(identifier.QueryRetrieveLevel).strip().upper()
@@ -310,3 +320,39 @@ def parse_identifier(identifier: Dataset) -> tuple[ResourceLevel, dict[str, str]
         if value:
             query[keyword] = value
     return level, query, requested
+
+
+def sequence_keys(identifier: Dataset) -> list[tuple[int, Dataset]]:
+    """Sequence matching (PS3.4 C.2.2.2.6): the top-level sequences whose (first) item
+    holds at least one non-empty key, with that item."""
+    keys = []
+    for element in identifier:
+        if element.VR != "SQ" or not element.value:
+            continue
+        item = element.value[0]
+        if any(e.VR != "SQ" and e.value not in (None, "", b"") for e in item):
+            keys.append((int(element.tag), item))
+    return keys
+
+
+def sequence_matches(stored: Dataset | None, keys: list[tuple[int, Dataset]],
+                     case_sensitive: bool) -> bool:
+    """Whether a dataset (an instance header) matches every sequence key: one of its
+    items must match all the non-empty keys of the query item."""
+    for tag, query_item in keys:
+        if stored is None or tag not in stored or not stored[tag].value:
+            return False
+        constraints = []
+        encodings = encodings_of(query_item)
+        for element in query_item:
+            keyword = keyword_for_tag(element.tag)
+            value = element_string(query_item, Tag(element.tag), encodings)
+            if keyword and value:
+                constraints.append((Tag(element.tag),
+                                    parse_constraint(keyword, value,
+                                                     case_sensitive=case_sensitive)))
+        if not any(all(c.matches(element_string(item, tag_, encodings_of(item)))
+                       for tag_, c in constraints)
+                   for item in stored[tag].value):
+            return False
+    return True

@@ -259,3 +259,26 @@ def test_echo_and_store_rights(isengard_factory, dicom_peer, dicom_factory, capl
     assert "READONLY may not store here" in caplog.text
     assert DicomPeer("TRUSTED").store(server.dicom_port, files) == [0]
     assert server.get("/statistics").json()["CountInstances"] == 1
+
+
+def test_find_with_sequence_matching(isengard_factory, dicom_factory):
+    """PS3.4 C.2.2.2.6: a sequence key with values matches the items of the stored
+    sequence (here OtherPatientIDsSequence of CT_small: ABCD1234 and 1234ABCD)."""
+    server = isengard_factory({"dicom": {"always_allow_find": True}})
+    server.upload(sample("CT_small.dcm"))
+    server.upload(sample("MR_small.dcm"))
+
+    def find_with(patient_id: str) -> list[str]:
+        item = Dataset()
+        item.PatientID = patient_id
+        item.TypeOfPatientID = ""
+        _, answers = c_find(server.dicom_port, "STUDY", aet="X", PatientID="",
+                            OtherPatientIDsSequence=[item])
+        return [a.PatientID for a in answers]
+
+    assert find_with("1234ABCD") == ["1CT1"]
+    assert find_with("ABCD*") == ["1CT1"]
+    assert find_with("NOPE") == []
+    _, everything = c_find(server.dicom_port, "STUDY", aet="X", PatientID="",
+                           OtherPatientIDsSequence=[Dataset()])  # empty item: return key
+    assert sorted(a.PatientID for a in everything) == ["1CT1", "4MR1"]
