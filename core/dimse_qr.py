@@ -23,6 +23,7 @@ from pynetdicom import evt
 from isengard_sdk.types import ResourceLevel
 
 from .dicom_tags import MAIN_TAGS, element_string, encodings_of
+from .dimse_fast import on_connection_open
 from .errors import BadRequest
 from .find import parse_constraint
 from .scu import reachable, storage_contexts
@@ -242,7 +243,9 @@ class QueryRetrieveHandlers:
             yield destination.host, destination.port
             yield STATUS_IDENTIFIER_MISMATCH, None
             return
-        yield destination.host, destination.port, {"contexts": self._contexts(rows)}
+        yield destination.host, destination.port, {
+            "contexts": self._contexts(rows),
+            "evt_handlers": [(evt.EVT_CONN_OPEN, on_connection_open)]}
         yield len(rows)
         log.info("C-MOVE from %s: %d instance(s) to %s", caller, len(rows), destination.name)
         yield from self._sub_operations(event, rows)

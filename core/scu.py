@@ -19,9 +19,10 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID
-from pynetdicom import AE
+from pynetdicom import AE, evt
 from pynetdicom.association import Association
 
+from .dimse_fast import on_connection_open
 from .errors import IsengardError
 from .modalities import Modality
 from .version import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
@@ -87,7 +88,8 @@ def _associate(ae: AE, modality: Modality, contexts: Sequence[Any] | None = None
     if problem is not None:
         raise PeerError(f"cannot connect to modality {modality.name!r} ({where}): {problem}",
                         timeout=problem == "timed out")
-    kwargs: dict[str, Any] = {"ae_title": modality.aet}
+    kwargs: dict[str, Any] = {"ae_title": modality.aet,
+                              "evt_handlers": [(evt.EVT_CONN_OPEN, on_connection_open)]}
     if contexts is not None:
         kwargs["contexts"] = list(contexts)
     started = time.monotonic()
