@@ -9,6 +9,7 @@ import pydicom
 import pytest
 
 from tests.conftest import sample
+from tests.plugins.test_hooks import wait_for
 
 from .conftest import open_zip, sop_uid
 
@@ -131,16 +132,12 @@ def test_unknown_id_in_create_archive_is_404(isengard_server, ct_small):
 def test_asynchronous_archive_is_a_job(study, async_flag):
     """Orthanc's asynchronous mode: a job, then the ZIP from GET /jobs/{id}/archive —
     the same entries as the synchronous answer."""
-    import time
-
     isengard_server, study_id, _ = study
     body = {"Resources": [study_id], **async_flag}
     answer = isengard_server.post("/tools/create-archive", json=body).json()
     assert answer["Path"] == f"/jobs/{answer['ID']}"
-    deadline = time.monotonic() + 60
-    while isengard_server.get(answer["Path"]).json()["State"] != "Success":
-        assert time.monotonic() < deadline, "the archive job did not finish"
-        time.sleep(0.05)
+    wait_for(lambda: isengard_server.get(answer["Path"]).json()["State"] == "Success",
+             timeout=60)
     job = isengard_server.get(answer["Path"]).json()
     assert job["Type"] == "Archive" and job["Progress"] == 100
     assert job["Content"]["InstancesCount"] == 4
@@ -154,15 +151,11 @@ def test_asynchronous_archive_is_a_job(study, async_flag):
 
 
 def test_asynchronous_media_of_a_resource(study):
-    import time
-
     isengard_server, study_id, _ = study
     answer = isengard_server.post(f"/studies/{study_id}/media",
                                   json={"Asynchronous": True}).json()
-    deadline = time.monotonic() + 60
-    while isengard_server.get(answer["Path"]).json()["State"] != "Success":
-        assert time.monotonic() < deadline, "the media job did not finish"
-        time.sleep(0.05)
+    wait_for(lambda: isengard_server.get(answer["Path"]).json()["State"] == "Success",
+             timeout=60)
     names = open_zip(isengard_server.get(f"{answer['Path']}/archive")).namelist()
     assert "DICOMDIR" in names
 
