@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -224,6 +224,3 @@ class PluginHost:
     def describe(self) -> list[dict[str, Any]]:
         return [{"ID": p.name, "Version": p.version, "Description": p.description,
                  "Source": p.source} for p in self.plugins.values()]
-
-    def callbacks(self) -> dict[str, Callable[..., Any]]:  # pragma: no cover - debugging aid
-        return {h: getattr(self.pm.hook, h) for h in dir(self.pm.hook) if not h.startswith("_")}

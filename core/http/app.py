@@ -40,14 +40,9 @@ from . import (
 from .jobs import JobError
 from .responses import error_response
 
-__all__ = ["build_app", "kernel_of"]
+__all__ = ["build_app"]
 
 log = logging.getLogger("isengard.http")
-
-
-def kernel_of(request: Request) -> Kernel:
-    kernel: Kernel = request.app.state.kernel
-    return kernel
 
 
 async def _unknown_resource(request: Request, exc: Exception) -> Response:

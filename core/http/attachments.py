@@ -12,10 +12,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..index import AttachmentRow, ResourceRow
-from ..kernel import Kernel
 from ..storage import COMPRESSION_NONE
 from ..user_data import DICOM
-from .responses import OrthancJSON, level_of, query_flag
+from .responses import OrthancJSON, kernel_of, level_of, query_flag
 
 # What GET /{level}/{id}/attachments/{name} lists, as Orthanc 1.10 (which lists "uuid"
 # without serving it; so does Isengard).
@@ -23,17 +22,12 @@ OPERATIONS = ["compress", "compressed-data", "compressed-md5", "compressed-size"
               "info", "is-compressed", "md5", "size", "uncompress", "verify-md5", "uuid"]
 
 
-def _kernel(request: Request) -> Kernel:
-    kernel: Kernel = request.app.state.kernel
-    return kernel
-
-
 def _row(request: Request) -> ResourceRow:
-    return _kernel(request).row(level_of(request), request.path_params["id"])
+    return kernel_of(request).row(level_of(request), request.path_params["id"])
 
 
 async def list_attachments(request: Request) -> Response:
-    k = _kernel(request)
+    k = kernel_of(request)
 
     def work() -> Any:
         found = k.attachments.list(_row(request))
@@ -46,7 +40,7 @@ def _attachment_route(answer: Callable[[int, AttachmentRow], Any]) -> Callable[.
     """A GET route answering from the index record of one attachment."""
 
     async def endpoint(request: Request) -> Response:
-        k = _kernel(request)
+        k = kernel_of(request)
 
         def work() -> Any:
             return answer(*k.attachments.get(_row(request), request.path_params["name"]))
@@ -77,7 +71,7 @@ get_is_compressed = _attachment_route(lambda t, a: int(a.compression != COMPRESS
 
 
 async def get_data(request: Request) -> Response:
-    k = _kernel(request)
+    k = kernel_of(request)
 
     def work() -> tuple[int, AttachmentRow, bytes]:
         return k.attachments.read(_row(request), request.path_params["name"])
@@ -91,14 +85,14 @@ async def get_data(request: Request) -> Response:
 
 
 async def get_compressed_data(request: Request) -> Response:
-    k = _kernel(request)
+    k = kernel_of(request)
     data = await run_in_threadpool(k.attachments.read_stored, _row(request),
                                    request.path_params["name"])
     return Response(data, media_type="application/octet-stream")
 
 
 async def put_attachment(request: Request) -> Response:
-    k = _kernel(request)
+    k = kernel_of(request)
     body = await request.body()
     await run_in_threadpool(k.attachments.put, _row(request), request.path_params["name"],
                             body)
@@ -106,14 +100,14 @@ async def put_attachment(request: Request) -> Response:
 
 
 async def delete_attachment(request: Request) -> Response:
-    k = _kernel(request)
+    k = kernel_of(request)
     await run_in_threadpool(k.attachments.delete, _row(request), request.path_params["name"])
     return Response(b"", media_type="text/plain")
 
 
 def _operation(method: str) -> Callable[..., Any]:
     async def endpoint(request: Request) -> Response:
-        k = _kernel(request)
+        k = kernel_of(request)
 
         def work() -> None:
             row = _row(request)

@@ -21,16 +21,11 @@ from ..errors import BadRequest, UnknownResource
 from ..ingest import Origin
 from ..kernel import Kernel
 from .instances import _answer
-from .responses import OrthancJSON
-
-
-def _kernel(request: Request) -> Kernel:
-    kernel: Kernel = request.app.state.kernel
-    return kernel
+from .responses import OrthancJSON, kernel_of
 
 
 async def create_dicom(request: Request) -> Response:
-    k = _kernel(request)
+    k = kernel_of(request)
     try:
         body = json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -70,7 +65,7 @@ def _parent(k: Kernel, public_id: Any) -> tuple[ResourceLevel, Any]:
 
 
 async def get_pdf(request: Request) -> Response:
-    k = _kernel(request)
+    k = kernel_of(request)
 
     def work() -> bytes:
         row = k.row(ResourceLevel.INSTANCE, request.path_params["id"])

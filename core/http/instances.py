@@ -20,16 +20,12 @@ from ..errors import InstanceRejected, InvalidDicomError, UnknownResource
 from ..ingest import Origin
 from ..storage import COMPRESSION_NONE, FilesystemStorageArea
 from ..tags_json import TagsFormat, dataset_to_json
-from .responses import OrthancJSON, query_flag
+from .responses import OrthancJSON, kernel_of, query_flag
 
 log = logging.getLogger("isengard.http")
 
 _SPOOL_LIMIT = 64 * 1024 * 1024  # bodies above this go to a temporary file
 _ZIP_MAGIC = b"PK\x03\x04"
-
-
-def _kernel(request: Request):  # type: ignore[no-untyped-def]
-    return request.app.state.kernel
 
 
 def _answer(outcome: Any) -> dict[str, Any]:
@@ -46,7 +42,7 @@ def _answer(outcome: Any) -> dict[str, Any]:
 
 async def upload(request: Request) -> Response:
     """Store a DICOM file, or every DICOM file of a ZIP archive."""
-    k = _kernel(request)
+    k = kernel_of(request)
     client = request.client
     origin = Origin(kind="RestApi", remote_ip=client.host if client else "",
                     http_username=request.headers.get("x-isengard-user", ""))
@@ -99,11 +95,11 @@ def _ingest_zip(k: Any, spool: Any, origin: Origin) -> list[dict[str, Any]]:
 
 
 def _instance(request: Request) -> Any:
-    return _kernel(request).row(ResourceLevel.INSTANCE, request.path_params["id"])
+    return kernel_of(request).row(ResourceLevel.INSTANCE, request.path_params["id"])
 
 
 async def get_file(request: Request) -> Response:
-    k = _kernel(request)
+    k = kernel_of(request)
     row = await run_in_threadpool(_instance, request)
     att = await run_in_threadpool(k.index.attachment, row.internal_id)
     if att is None:
@@ -127,7 +123,7 @@ def _format(request: Request, default: TagsFormat = "full") -> TagsFormat:
 
 
 async def get_tags(request: Request) -> Response:
-    k = _kernel(request)
+    k = kernel_of(request)
     fmt = _format(request)
 
     def work() -> dict[str, Any]:
@@ -137,7 +133,7 @@ async def get_tags(request: Request) -> Response:
 
 
 async def get_simplified_tags(request: Request) -> Response:
-    k = _kernel(request)
+    k = kernel_of(request)
 
     def work() -> dict[str, Any]:
         return k.instance_tags(_instance(request), "simplify")
@@ -146,7 +142,7 @@ async def get_simplified_tags(request: Request) -> Response:
 
 
 async def get_header(request: Request) -> Response:
-    k = _kernel(request)
+    k = kernel_of(request)
     fmt = _format(request)
 
     def work() -> dict[str, Any]:

@@ -9,18 +9,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import UnknownResource
-from ..kernel import Kernel
 from ..user_data import check_label
-from .responses import OrthancJSON, level_of
-
-
-def _kernel(request: Request) -> Kernel:
-    kernel: Kernel = request.app.state.kernel
-    return kernel
+from .responses import OrthancJSON, kernel_of, level_of
 
 
 async def list_labels(request: Request) -> Response:
-    k = _kernel(request)
+    k = kernel_of(request)
     level = level_of(request)
 
     def work() -> list[str]:
@@ -31,7 +25,7 @@ async def list_labels(request: Request) -> Response:
 
 async def get_label(request: Request) -> Response:
     """200 (empty) when the resource has the label, 404 otherwise (Orthanc 1.12)."""
-    k = _kernel(request)
+    k = kernel_of(request)
     level = level_of(request)
     label = check_label(request.path_params["label"])
 
@@ -46,7 +40,7 @@ async def get_label(request: Request) -> Response:
 
 
 async def put_label(request: Request) -> Response:
-    k = _kernel(request)
+    k = kernel_of(request)
     level = level_of(request)
     label = check_label(request.path_params["label"])
     await run_in_threadpool(
@@ -55,7 +49,7 @@ async def put_label(request: Request) -> Response:
 
 
 async def delete_label(request: Request) -> Response:
-    k = _kernel(request)
+    k = kernel_of(request)
     level = level_of(request)
     label = check_label(request.path_params["label"])
     await run_in_threadpool(
@@ -64,7 +58,7 @@ async def delete_label(request: Request) -> Response:
 
 
 async def all_labels(request: Request) -> Response:
-    return OrthancJSON(await run_in_threadpool(_kernel(request).extras.all_labels))
+    return OrthancJSON(await run_in_threadpool(kernel_of(request).extras.all_labels))
 
 
 routes = [

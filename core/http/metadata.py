@@ -9,18 +9,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import BadRequest, UnknownResource
-from ..kernel import Kernel
 from ..user_data import user_metadata_name
-from .responses import level_of
-
-
-def _kernel(request: Request) -> Kernel:
-    kernel: Kernel = request.app.state.kernel
-    return kernel
+from .responses import kernel_of, level_of
 
 
 async def put_metadata(request: Request) -> Response:
-    k = _kernel(request)
+    k = kernel_of(request)
     level = level_of(request)
     try:
         value = (await request.body()).decode("utf-8")
@@ -37,7 +31,7 @@ async def put_metadata(request: Request) -> Response:
 
 
 async def delete_metadata(request: Request) -> Response:
-    k = _kernel(request)
+    k = kernel_of(request)
     level = level_of(request)
 
     def work() -> None:

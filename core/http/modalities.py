@@ -19,7 +19,7 @@ from ..scu import echo, find
 from ..tags_json import TagsFormat, dataset_to_json
 from ..transfers import MOVE_JOB, STORE_JOB, resolve_instances
 from .jobs import submit_or_run
-from .responses import OrthancJSON, query_flag
+from .responses import OrthancJSON, kernel_of, query_flag
 
 _LEVELS = {"patient": "PATIENT", "study": "STUDY", "series": "SERIES", "instance": "IMAGE",
            "image": "IMAGE"}
@@ -27,10 +27,6 @@ _UNIQUE = {"PATIENT": ["PatientID"], "STUDY": ["StudyInstanceUID"],
            "SERIES": ["StudyInstanceUID", "SeriesInstanceUID"],
            "IMAGE": ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"]}
 _CHILD = {"query-studies": "STUDY", "query-series": "SERIES", "query-instances": "IMAGE"}
-
-
-def _k(request: Request) -> Any:
-    return request.app.state.kernel
 
 
 async def _body(request: Request, default: Any = None) -> Any:
@@ -59,35 +55,35 @@ def _local_aet(k: Any, body: Any) -> str:
 
 
 async def list_modalities(request: Request) -> Response:
-    modalities = await run_in_threadpool(_k(request).modalities.all)
+    modalities = await run_in_threadpool(kernel_of(request).modalities.all)
     if query_flag(request, "expand"):
         return OrthancJSON({name: m.to_json() for name, m in modalities.items()})
     return OrthancJSON(list(modalities))
 
 
 async def get_modality(request: Request) -> Response:
-    await run_in_threadpool(_k(request).modalities.get, request.path_params["id"])
+    await run_in_threadpool(kernel_of(request).modalities.get, request.path_params["id"])
     return OrthancJSON(["configuration", "echo", "move", "query", "store"])
 
 
 async def get_configuration(request: Request) -> Response:
-    modality = await run_in_threadpool(_k(request).modalities.get, request.path_params["id"])
+    modality = await run_in_threadpool(kernel_of(request).modalities.get, request.path_params["id"])
     return OrthancJSON(modality.to_json())
 
 
 async def put_modality(request: Request) -> Response:
     body = await _body(request)
-    await run_in_threadpool(_k(request).modalities.put, request.path_params["id"], body)
+    await run_in_threadpool(kernel_of(request).modalities.put, request.path_params["id"], body)
     return OrthancJSON({})
 
 
 async def delete_modality(request: Request) -> Response:
-    await run_in_threadpool(_k(request).modalities.delete, request.path_params["id"])
+    await run_in_threadpool(kernel_of(request).modalities.delete, request.path_params["id"])
     return OrthancJSON({})
 
 
 async def echo_modality(request: Request) -> Response:
-    k = _k(request)
+    k = kernel_of(request)
     body = await _body(request, {})
     modality = await run_in_threadpool(k.modalities.get, request.path_params["id"])
     await run_in_threadpool(echo, modality, _local_aet(k, body), _timeout(k, modality, body))
@@ -95,7 +91,7 @@ async def echo_modality(request: Request) -> Response:
 
 
 async def store_to_modality(request: Request) -> Response:
-    k = _k(request)
+    k = kernel_of(request)
     body = await _body(request)
     name = request.path_params["id"]
     if isinstance(body, str):
@@ -129,7 +125,7 @@ def _move_parameters(k: Any, name: str, level: str, resources: list[dict[str, st
 
 
 async def move_from_modality(request: Request) -> Response:
-    k = _k(request)
+    k = kernel_of(request)
     body = await _body(request)
     name = request.path_params["id"]
     if not isinstance(body, dict) or "Level" not in body or \
@@ -161,7 +157,7 @@ def _run_query(k: Any, name: str, level: str, query: dict[str, str], body: Any) 
 
 
 async def query_modality(request: Request) -> Response:
-    k = _k(request)
+    k = kernel_of(request)
     body = await _body(request)
     if not isinstance(body, dict) or "Level" not in body:
         raise BadRequest("the body must be {\"Level\": …, \"Query\": {tag: value}}")
@@ -187,18 +183,18 @@ def _query_row(k: Any, query_id: str) -> tuple[str, str, dict[str, str], list[An
 
 
 async def list_queries(request: Request) -> Response:
-    rows = await run_in_threadpool(lambda: _k(request).index.reader().execute(
+    rows = await run_in_threadpool(lambda: kernel_of(request).index.reader().execute(
         "SELECT id FROM queries ORDER BY created").fetchall())
     return OrthancJSON([r[0] for r in rows])
 
 
 async def get_query(request: Request) -> Response:
-    await run_in_threadpool(_query_row, _k(request), request.path_params["id"])
+    await run_in_threadpool(_query_row, kernel_of(request), request.path_params["id"])
     return OrthancJSON(["answers", "level", "modality", "query", "retrieve"])
 
 
 async def query_part(request: Request) -> Response:
-    k = _k(request)
+    k = kernel_of(request)
     modality, level, query, answers = await run_in_threadpool(
         _query_row, k, request.path_params["id"])
     part = request.path_params["part"]
@@ -218,7 +214,7 @@ async def query_part(request: Request) -> Response:
 
 
 async def delete_query(request: Request) -> Response:
-    k = _k(request)
+    k = kernel_of(request)
     await run_in_threadpool(_query_row, k, request.path_params["id"])
 
     def work() -> None:
@@ -236,7 +232,7 @@ def _answer(answers: list[Any], index: str) -> Dataset:
 
 
 async def answer_content(request: Request) -> Response:
-    _, _, _, answers = await run_in_threadpool(_query_row, _k(request),
+    _, _, _, answers = await run_in_threadpool(_query_row, kernel_of(request),
                                                request.path_params["id"])
     ds = _answer(answers, request.path_params["n"])
     fmt: TagsFormat = "simplify" if query_flag(request, "simplify") else (
@@ -250,7 +246,7 @@ def _identifiers(level: str, ds: Dataset) -> dict[str, str]:
 
 async def retrieve(request: Request) -> Response:
     """``/queries/{id}/retrieve`` and ``/queries/{id}/answers/{n}/retrieve``: C-MOVE."""
-    k = _k(request)
+    k = kernel_of(request)
     modality, level, _, answers = await run_in_threadpool(_query_row, k,
                                                           request.path_params["id"])
     body = await _body(request, {})
@@ -268,7 +264,7 @@ async def retrieve(request: Request) -> Response:
 
 async def child_query(request: Request) -> Response:
     """``/queries/{id}/answers/{n}/query-studies|series|instances``: query one level down."""
-    k = _k(request)
+    k = kernel_of(request)
     modality, level, _, answers = await run_in_threadpool(_query_row, k,
                                                           request.path_params["id"])
     child = _CHILD.get(request.path_params["child"])

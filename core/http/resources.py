@@ -15,17 +15,13 @@ from isengard_sdk.types import ResourceLevel
 from ..errors import UnknownResource
 from ..resources import resources_json
 from ..user_data import read_metadata_name
-from .responses import OrthancJSON, level_of, query_flag, query_int
+from .responses import OrthancJSON, kernel_of, level_of, query_flag, query_int
 
 MB = 1024 * 1024
 
 
-def _kernel(request: Request):  # type: ignore[no-untyped-def]
-    return request.app.state.kernel
-
-
 async def list_resources(request: Request) -> Response:
-    k = _kernel(request)
+    k = kernel_of(request)
     level = level_of(request)
     since = query_int(request, "since", 0)
     limit = query_int(request, "limit", 0)
@@ -41,7 +37,7 @@ async def list_resources(request: Request) -> Response:
 
 
 async def get_resource(request: Request) -> Response:
-    k = _kernel(request)
+    k = kernel_of(request)
     level = level_of(request)
 
     def work() -> dict[str, Any]:
@@ -51,7 +47,7 @@ async def get_resource(request: Request) -> Response:
 
 
 async def delete_resource(request: Request) -> Response:
-    k = _kernel(request)
+    k = kernel_of(request)
     level = level_of(request)
     remaining = await run_in_threadpool(k.delete, level, request.path_params["id"])
     body: dict[str, Any] = {"RemainingAncestor": None}
@@ -71,7 +67,7 @@ _RELATIVES = {"patient": ResourceLevel.PATIENT, "study": ResourceLevel.STUDY,
 
 async def get_relative(request: Request) -> Response:
     """``/studies/{id}/patient`` (one ancestor) or ``/patients/{id}/instances`` (a list)."""
-    k = _kernel(request)
+    k = kernel_of(request)
     level = level_of(request)
     name = request.path_params["relative"]
     target = _RELATIVES.get(name)
@@ -97,7 +93,7 @@ async def get_relative(request: Request) -> Response:
 
 
 async def get_statistics(request: Request) -> Response:
-    k = _kernel(request)
+    k = kernel_of(request)
     level = level_of(request)
 
     def work() -> dict[str, Any]:
@@ -139,7 +135,7 @@ _METADATA_ORDER = {name: i for i, name in enumerate((
 
 
 async def list_metadata(request: Request) -> Response:
-    k = _kernel(request)
+    k = kernel_of(request)
     level = level_of(request)
 
     def work() -> Any:
@@ -150,7 +146,7 @@ async def list_metadata(request: Request) -> Response:
 
 
 async def get_metadata(request: Request) -> Response:
-    k = _kernel(request)
+    k = kernel_of(request)
     level = level_of(request)
     # A user metadata may be read by its number too (/metadata/1024), as in Orthanc.
     name = read_metadata_name(request.path_params["name"], k.settings.user_metadata)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -12,7 +12,11 @@ from isengard_sdk.types import ResourceLevel
 
 from ..errors import BadRequest, UnknownResource
 
-__all__ = ["OrthancJSON", "error_response", "level_of", "query_flag", "query_int"]
+if TYPE_CHECKING:
+    from ..kernel import Kernel
+
+__all__ = ["OrthancJSON", "error_response", "kernel_of", "level_of", "query_flag",
+           "query_int"]
 
 
 class OrthancJSON(Response):
@@ -90,3 +94,9 @@ def query_int(request: Request, name: str, default: int) -> int:
     if value < 0:
         raise BadRequest(f"argument {name!r} must be zero or positive, got {value}")
     return value
+
+
+def kernel_of(request: Request) -> Kernel:
+    """The kernel serving this request (set on the application by ``build_app``)."""
+    kernel: Kernel = request.app.state.kernel
+    return kernel

@@ -15,17 +15,13 @@ from isengard_sdk.types import ChangeType
 from ..errors import UnknownResource
 from ..index.schema import SCHEMA_VERSION
 from ..version import ORTHANC_API_VERSION, ORTHANC_COMPATIBLE_VERSION, __version__
-from .responses import OrthancJSON, query_flag, query_int
+from .responses import OrthancJSON, kernel_of, query_flag, query_int
 
 MB = 1024 * 1024
 
 
-def _kernel(request: Request):  # type: ignore[no-untyped-def]
-    return request.app.state.kernel
-
-
 async def get_system(request: Request) -> Response:
-    k = _kernel(request)
+    k = kernel_of(request)
     s = k.settings
     return OrthancJSON({
         "ApiVersion": ORTHANC_API_VERSION,
@@ -50,7 +46,7 @@ async def get_system(request: Request) -> Response:
 
 
 async def get_statistics(request: Request) -> Response:
-    st = await run_in_threadpool(_kernel(request).index.statistics)
+    st = await run_in_threadpool(kernel_of(request).index.statistics)
     return OrthancJSON({
         "CountInstances": st["instances"],
         "CountPatients": st["patients"],
@@ -64,12 +60,12 @@ async def get_statistics(request: Request) -> Response:
 
 
 async def list_plugins(request: Request) -> Response:
-    return OrthancJSON([p["ID"] for p in _kernel(request).plugins.describe()])
+    return OrthancJSON([p["ID"] for p in kernel_of(request).plugins.describe()])
 
 
 async def get_plugin(request: Request) -> Response:
     name = request.path_params["name"]
-    for p in _kernel(request).plugins.describe():
+    for p in kernel_of(request).plugins.describe():
         if p["ID"] == name:
             return OrthancJSON(p)
     raise UnknownResource(f"no plugin named {name!r} is loaded")
@@ -80,7 +76,7 @@ _HIDDEN_CHANGES = (ChangeType.DELETED,)
 
 
 async def get_changes(request: Request) -> Response:
-    index = _kernel(request).index
+    index = kernel_of(request).index
     if query_flag(request, "last"):
         last = await run_in_threadpool(partial(index.last_change, exclude=_HIDDEN_CHANGES))
         changes, _, _ = await run_in_threadpool(
@@ -96,12 +92,12 @@ async def get_changes(request: Request) -> Response:
 
 
 async def delete_changes(request: Request) -> Response:
-    await run_in_threadpool(_kernel(request).index.clear_log, "changes")
+    await run_in_threadpool(kernel_of(request).index.clear_log, "changes")
     return OrthancJSON({})
 
 
 async def get_exports(request: Request) -> Response:
-    index = _kernel(request).index
+    index = kernel_of(request).index
     since = query_int(request, "since", 0)
     limit = min(query_int(request, "limit", 100), 4000)
     exports, last, done = await run_in_threadpool(index.exports, since, limit)
@@ -109,7 +105,7 @@ async def get_exports(request: Request) -> Response:
 
 
 async def delete_exports(request: Request) -> Response:
-    await run_in_threadpool(_kernel(request).index.clear_log, "exports")
+    await run_in_threadpool(kernel_of(request).index.clear_log, "exports")
     return OrthancJSON({})
 
 

@@ -15,11 +15,7 @@ from isengard_sdk.types import ResourceLevel
 from ..errors import BadRequest
 from ..resources import resources_json
 from ..user_data import check_label
-from .responses import OrthancJSON
-
-
-def _kernel(request: Request):  # type: ignore[no-untyped-def]
-    return request.app.state.kernel
+from .responses import OrthancJSON, kernel_of
 
 
 async def _json_body(request: Request) -> Any:
@@ -69,7 +65,7 @@ async def find(request: Request) -> Response:
     constraint = body.get("LabelsConstraint", "All")
     if constraint not in ("All", "Any", "None"):
         raise BadRequest(f"'LabelsConstraint' must be All, Any or None, got {constraint!r}")
-    k = _kernel(request)
+    k = kernel_of(request)
 
     def work() -> list[Any]:
         rows = k.find(level, query, case_sensitive=case_sensitive, since=since, limit=limit,
@@ -83,7 +79,7 @@ async def find(request: Request) -> Response:
 
 async def lookup(request: Request) -> Response:
     value = (await request.body()).decode("utf-8", "replace").strip()
-    k = _kernel(request)
+    k = kernel_of(request)
     rows = await run_in_threadpool(k.index.lookup_identifier, value)
     return OrthancJSON([{"ID": r.public_id, "Path": f"/{r.level.plural}/{r.public_id}",
                          "Type": r.level.title} for r in rows])

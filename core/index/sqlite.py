@@ -565,7 +565,8 @@ class SQLiteIndex:
             "disk_size": sizes[0], "uncompressed_size": sizes[1],
         }
 
-    def resource_statistics(self, row: ResourceRow) -> dict[str, int]:
+    def resource_statistics(self, row: ResourceRow) -> dict[str, Any]:
+        """Descendant counts by level (``counts``) and the sizes of the files below."""
         conn = self._reader()
         counts: dict[int, int] = {}
         frontier = [row.internal_id]
@@ -589,7 +590,7 @@ class SQLiteIndex:
                 if ftype == DICOM_ATTACHMENT:
                     dicom_disk += c
                     dicom_uncompressed += u
-        return {"counts": counts, "disk": disk, "uncompressed": uncompressed,  # type: ignore
+        return {"counts": counts, "disk": disk, "uncompressed": uncompressed,
                 "dicom_disk": dicom_disk, "dicom_uncompressed": dicom_uncompressed}
 
     def changes(self, since: int, limit: int, *, exclude: Iterable[ChangeType] = ()
