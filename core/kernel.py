@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -17,13 +18,14 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
-from isengard_sdk.context import IngestResult, ServerInfo
+from isengard_sdk.context import AttachmentInfo, IngestResult, ServerInfo
+from isengard_sdk.errors import HttpError
 from isengard_sdk.types import ResourceLevel, StorageArea, StoredInstance
 
 from .background import ChangeDispatcher, StabilityMonitor
 from .config import Settings
 from .dicom_file import parse_dicom_bytes, parse_header
-from .errors import StartupError, UnknownResource
+from .errors import BadRequest, StartupError, UnknownResource
 from .find import find_resources
 from .index import ResourceRow, SQLiteIndex
 from .index.extras import IndexExtras
@@ -32,10 +34,17 @@ from .jobs import JobsEngine
 from .modalities import ModalityRegistry, modalities_from_config
 from .plugins import PluginHost
 from .resources import resources_json
-from .storage import COMPRESSION_ZLIB, FilesystemStorageArea
+from .storage import COMPRESSION_NONE, COMPRESSION_ZLIB, FilesystemStorageArea
 from .tags_json import TagsFormat, dataset_to_json, element_text
 from .transfers import register_transfer_jobs
-from .user_data import Attachments
+from .user_data import (
+    Attachments,
+    CorruptedFile,
+    Forbidden,
+    UnknownName,
+    check_label,
+    user_metadata_name,
+)
 from .version import __version__
 
 __all__ = ["Kernel"]
@@ -301,6 +310,84 @@ class KernelServices:
             raise KeyError(resource_id)
         self._k.index.set_metadata(row.internal_id, name, value)
 
+    # -- user data (the ``userdata`` plugin's REST routes use these) --------------------
+
+    def _row(self, level: ResourceLevel, resource_id: str) -> ResourceRow:
+        row = self._k.index.lookup(level, resource_id)
+        if row is None:
+            raise HttpError(404, f"unknown {level.title.lower()} {resource_id}")
+        return row
+
+    def set_user_metadata(self, level: ResourceLevel, resource_id: str, name: str,
+                          value: str) -> None:
+        with _http_errors():
+            row = self._row(level, resource_id)
+            self._k.extras.set_metadata(
+                row, user_metadata_name(name, self._k.settings.user_metadata), value)
+
+    def delete_user_metadata(self, level: ResourceLevel, resource_id: str,
+                             name: str) -> None:
+        with _http_errors():
+            row = self._row(level, resource_id)
+            stored = user_metadata_name(name, self._k.settings.user_metadata)
+            if not self._k.extras.delete_metadata(row, stored):
+                raise UnknownResource(f"{level.title.lower()} {resource_id} has no "
+                                      f"metadata {stored!r}")
+
+    def labels(self, level: ResourceLevel, resource_id: str) -> list[str]:
+        return self._k.extras.labels(self._row(level, resource_id).internal_id)
+
+    def all_labels(self) -> list[str]:
+        return self._k.extras.all_labels()
+
+    def add_label(self, level: ResourceLevel, resource_id: str, label: str) -> None:
+        with _http_errors():
+            self._k.extras.add_label(self._row(level, resource_id), check_label(label))
+
+    def remove_label(self, level: ResourceLevel, resource_id: str, label: str) -> None:
+        with _http_errors():
+            self._k.extras.remove_label(self._row(level, resource_id), check_label(label))
+
+    def attachments(self, level: ResourceLevel, resource_id: str) -> dict[str, int]:
+        return self._k.attachments.list(self._row(level, resource_id))
+
+    def attachment_info(self, level: ResourceLevel, resource_id: str,
+                        name: str) -> AttachmentInfo:
+        with _http_errors():
+            file_type, att = self._k.attachments.get(self._row(level, resource_id), name)
+        return AttachmentInfo(
+            content_type=file_type, uuid=att.uuid, uncompressed_size=att.uncompressed_size,
+            uncompressed_md5=att.uncompressed_md5, compressed_size=att.compressed_size,
+            compressed_md5=att.compressed_md5, compressed=att.compression != COMPRESSION_NONE)
+
+    def read_attachment(self, level: ResourceLevel, resource_id: str, name: str, *,
+                        as_stored: bool = False) -> bytes:
+        with _http_errors():
+            row = self._row(level, resource_id)
+            if as_stored:
+                return self._k.attachments.read_stored(row, name)
+            return self._k.attachments.read(row, name)[2]
+
+    def put_attachment(self, level: ResourceLevel, resource_id: str, name: str,
+                       data: bytes) -> None:
+        with _http_errors():
+            self._k.attachments.put(self._row(level, resource_id), name, data)
+
+    def delete_attachment(self, level: ResourceLevel, resource_id: str,
+                          name: str) -> None:
+        with _http_errors():
+            self._k.attachments.delete(self._row(level, resource_id), name)
+
+    def set_attachment_compression(self, level: ResourceLevel, resource_id: str,
+                                   name: str, compressed: bool) -> None:
+        with _http_errors():
+            self._k.attachments.set_compression(self._row(level, resource_id), name,
+                                                compressed)
+
+    def verify_attachment(self, level: ResourceLevel, resource_id: str, name: str) -> None:
+        with _http_errors():
+            self._k.attachments.verify_md5(self._row(level, resource_id), name)
+
     def submit_job(self, job_type: str, parameters: Mapping[str, Any], *,
                    priority: int = 0) -> str:
         return self._k.jobs.submit(job_type, dict(parameters), priority=priority)
@@ -333,6 +420,21 @@ class KernelServices:
         answer = self._k.plugins.first("transcode", data=data,
                                        transfer_syntax_uid=transfer_syntax_uid)
         return answer[1] if answer else None
+
+
+@contextmanager
+def _http_errors() -> Iterator[None]:
+    """Turn the kernel's errors into the ``HttpError`` the SDK documents for plugins."""
+    try:
+        yield
+    except UnknownName as exc:
+        raise HttpError(404, str(exc), orthanc=(7, "Accessing an inexistent item")) from exc
+    except UnknownResource as exc:
+        raise HttpError(404, str(exc)) from exc
+    except Forbidden as exc:
+        raise HttpError(403, str(exc)) from exc
+    except (BadRequest, CorruptedFile) as exc:
+        raise HttpError(400, str(exc)) from exc
 
 
 def _file_chunks(handle: BinaryIO, compression: int, chunk_size: int) -> Iterator[bytes]:

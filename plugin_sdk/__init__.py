@@ -4,7 +4,7 @@ Plugins import only this package: ``hookimpl`` to mark hook implementations, the
 types they receive, :class:`Context`, and :func:`load_settings` for their own config.
 """
 
-from .context import Context, IngestResult, JobHandle, KernelServices, ServerInfo
+from .context import AttachmentInfo, Context, IngestResult, JobHandle, KernelServices, ServerInfo
 from .errors import HttpError
 from .hookspecs import hookimpl
 from .settings import SettingsError, load_settings
@@ -21,6 +21,7 @@ from .types import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttachmentInfo",
     "Change",
     "ChangeType",
     "Context",

@@ -10,7 +10,8 @@ from typing import Any, Protocol
 
 from .types import ResourceLevel
 
-__all__ = ["Context", "IngestResult", "JobHandle", "KernelServices", "ServerInfo"]
+__all__ = ["AttachmentInfo", "Context", "IngestResult", "JobHandle", "KernelServices",
+           "ServerInfo"]
 
 
 @dataclass
@@ -31,6 +32,23 @@ class IngestResult:
     parent_series: str
     parent_study: str
     parent_patient: str
+
+
+@dataclass(frozen=True)
+class AttachmentInfo:
+    """One file attached to a resource (``GET /{level}/{id}/attachments/{name}/info``).
+
+    ``content_type`` is Orthanc's number (1 ``dicom``, 1024–65535 user types); sizes in
+    bytes and MD5s (hexadecimal) of the data as given and as stored (``compressed``:
+    stored with zlib)."""
+
+    content_type: int
+    uuid: str
+    uncompressed_size: int
+    uncompressed_md5: str
+    compressed_size: int
+    compressed_md5: str
+    compressed: bool
 
 
 class KernelServices(Protocol):
@@ -84,6 +102,80 @@ class KernelServices(Protocol):
                      value: str) -> None:
         """Set a metadata of a resource (``AnonymizedFrom``, ``ModifiedFrom``, a user
         metadata …). Raises ``KeyError`` if the resource is unknown. Since 0.1."""
+        ...
+
+    # User data of resources: user metadata, attachments, labels. These are the index's
+    # own mechanisms (``/tools/find`` filters on labels, deleting a resource deletes its
+    # attachments); the ``userdata`` plugin exposes them over REST. Names follow
+    # Orthanc's rules: user metadata and attachments are written by the name declared in
+    # the configuration (``user_metadata`` / ``user_content_types``) or by a number from
+    # 1024 to 65535. Errors are ``HttpError`` with the status Orthanc answers: 404 for an
+    # unknown resource or name, 403 for a system metadata or attachment, 400 for a bad
+    # label or a failed MD5 check. Since 0.1.
+
+    def set_user_metadata(self, level: ResourceLevel, resource_id: str, name: str,
+                          value: str) -> None:
+        """Write a user metadata, checking ``name`` as the REST API does. Since 0.1."""
+        ...
+
+    def delete_user_metadata(self, level: ResourceLevel, resource_id: str,
+                             name: str) -> None:
+        """Remove a user metadata (``HttpError`` 404 if the resource has none of that
+        name). Since 0.1."""
+        ...
+
+    def labels(self, level: ResourceLevel, resource_id: str) -> list[str]:
+        """The labels of a resource, sorted. Since 0.1."""
+        ...
+
+    def all_labels(self) -> list[str]:
+        """Every label in use, sorted (``GET /tools/labels``). Since 0.1."""
+        ...
+
+    def add_label(self, level: ResourceLevel, resource_id: str, label: str) -> None:
+        """Add a label (1–64 of ``A-Z a-z 0-9 _ -``); adding it twice is no error.
+        Since 0.1."""
+        ...
+
+    def remove_label(self, level: ResourceLevel, resource_id: str, label: str) -> None:
+        """Remove a label; removing one the resource lacks is no error. Since 0.1."""
+        ...
+
+    def attachments(self, level: ResourceLevel, resource_id: str) -> dict[str, int]:
+        """The attachments of a resource: name → content type number (instances have
+        ``dicom``). Since 0.1."""
+        ...
+
+    def attachment_info(self, level: ResourceLevel, resource_id: str,
+                        name: str) -> AttachmentInfo:
+        """What the index records about one attachment. Since 0.1."""
+        ...
+
+    def read_attachment(self, level: ResourceLevel, resource_id: str, name: str, *,
+                        as_stored: bool = False) -> bytes:
+        """The bytes of an attachment as given (``as_stored``: as kept in storage,
+        zlib-compressed if it is). Since 0.1."""
+        ...
+
+    def put_attachment(self, level: ResourceLevel, resource_id: str, name: str,
+                       data: bytes) -> None:
+        """Attach (or replace) a user attachment. Since 0.1."""
+        ...
+
+    def delete_attachment(self, level: ResourceLevel, resource_id: str,
+                          name: str) -> None:
+        """Delete a user attachment and its file. Since 0.1."""
+        ...
+
+    def set_attachment_compression(self, level: ResourceLevel, resource_id: str,
+                                   name: str, compressed: bool) -> None:
+        """Store an attachment zlib-compressed or plain (no-op if it already is).
+        Since 0.1."""
+        ...
+
+    def verify_attachment(self, level: ResourceLevel, resource_id: str, name: str) -> None:
+        """Check the stored bytes against the recorded MD5 (``HttpError`` 400 if they
+        differ). Since 0.1."""
         ...
 
     def submit_job(self, job_type: str, parameters: Mapping[str, Any], *,

@@ -25,13 +25,10 @@ from ..kernel import Kernel
 from ..scu import PeerError
 from ..user_data import CorruptedFile, Forbidden, UnknownName
 from . import (
-    attachments,
     content,
     create,
     instances,
     jobs,
-    labels,
-    metadata,
     modalities,
     resources,
     system,
@@ -119,12 +116,11 @@ async def _internal(request: Request, exc: Exception) -> Response:
 
 
 def build_app(kernel: Kernel, plugin_routes: Sequence[BaseRoute] = ()) -> Starlette:
-    # attachments, labels and metadata before resources: its /{level}/{id}/{relative}
-    # would catch their URIs.
+    # Plugin routes first (the ``userdata`` plugin's attachments, labels and metadata
+    # would otherwise be caught by resources' /{level}/{id}/{relative}).
     routes: list[Any] = [*plugin_routes, *system.routes, *tools.routes, *instances.routes,
                          *content.routes, *create.routes,
-                         *jobs.routes, *modalities.routes, *attachments.routes,
-                         *labels.routes, *metadata.routes, *resources.routes]
+                         *jobs.routes, *modalities.routes, *resources.routes]
     app = Starlette(
         routes=routes,
         exception_handlers={
