@@ -5,6 +5,9 @@ Routes: ``POST /{patients|studies|series|instances}/{id}/modify`` and ``…/anon
 (body: ``Replace``, ``Remove``, ``Keep``, ``KeepPrivateTags``/``RemovePrivateTags``,
 ``DicomVersion``, ``Force``, ``KeepSource``, ``Synchronous``/``Asynchronous``,
 ``Priority``, ``Transcode``, ``PrivateCreator``) and ``GET /tools/generate-uid``.
+``Replace``, ``Remove`` and ``Keep`` name tags or paths into sequences
+(``ReferencedImageSequence[0].ReferencedSOPInstanceUID``, ``[*]`` for every item; see
+:mod:`.paths`).
 Anonymization follows the PS3.15 Basic Application Level Confidentiality Profile
 (Table E.1-1, 2021b edition by default; see :mod:`.profiles`). Patients, studies and
 series are modified by a ``ResourceModification`` job (``GET /jobs``); the results are

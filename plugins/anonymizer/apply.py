@@ -11,11 +11,16 @@ experiment against it:
 5. replacements are written at the top level, inserted when absent;
 6. Study/Series/SOP Instance UIDs at and below the modified level are mapped to new ones
    (unless replaced or kept);
-7. anonymization: every UID of the profile's U set, and the identifiers nested in
-   sequences, are mapped through the same map.
+7. anonymization: steps 2-4 inside sequences — after step 5, so the content of a
+   replaced sequence goes through the profile too;
+8. anonymization: every UID of the profile's U set, and the identifiers nested in
+   sequences, are mapped through the same map;
+9. paths into sequences: removals, then replacements (inserted in the items reached).
 
-Steps 2-4 reach into sequences for an anonymization, and stay at the top level for a
-modification — as Orthanc does.
+Steps 2-4 stay at the top level for a modification. An anonymization spares what
+``Keep`` names: a top-level tag at any depth (the identifiers excepted), a top-level
+sequence with everything in it, and a path — an element, or a sequence with everything
+in it.
 
 New UIDs are derived from a per-request secret and the original value (``2.25.`` +
 a UUID, PS3.5 B.2), so that every instance of a request maps the same original to the
@@ -24,22 +29,19 @@ same new UID — even when a job is resumed after a restart — and nothing else
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import uuid
-from collections.abc import Callable
-from typing import Any
 
 import pydicom
-from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, ImplicitVRLittleEndian
 
 from isengard_sdk import HttpError, ResourceLevel
 
-from .request import IDENTIFIERS, SOP_UID, Modification, parse_tag
+from .request import IDENTIFIERS, SOP_UID, Modification
+from .values import TEXT_VRS, set_element
 
 __all__ = ["UidMapper", "modify_file", "new_patient_id", "new_uid"]
 
@@ -47,9 +49,8 @@ DATASET_TRAILING_PADDING = 0xFFFCFFFC
 REFERENCED_SOP_INSTANCE_UID = 0x00081155
 REFERENCED_FRAME_OF_REFERENCE_SEQUENCE = 0x30060010
 RT_REFERENCED_STUDY_SEQUENCE = 0x30060012
-_TEXT_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM",
-             "UC", "UI", "UR", "UT"}
-_BINARY_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
+# Where an element is: the (sequence tag, item index) pairs leading to its item.
+Location = tuple[tuple[int, int], ...]
 
 
 def new_uid() -> str:
@@ -94,7 +95,7 @@ def modify_file(data: bytes, mod: Modification, mapper: UidMapper) -> bytes:
 
 
 def apply(ds: Dataset, mod: Modification, mapper: UidMapper) -> None:
-    """Modify ``ds`` in place (steps 1-7 of the module docstring)."""
+    """Modify ``ds`` in place (steps 1-9 of the module docstring)."""
     if mod.anonymize and mod.remove_private_tags and DATASET_TRAILING_PADDING in ds:
         del ds[DATASET_TRAILING_PADDING]  # as Orthanc 1.10 (DCMTK) does in this case only
     if mod.anonymize:
@@ -102,69 +103,82 @@ def apply(ds: Dataset, mod: Modification, mapper: UidMapper) -> None:
             if tag in mod.replacements and tag in ds and isinstance(mod.replacements[tag], str):
                 mapper.register(level, str(ds[tag].value or "").strip(),
                                 mod.replacements[tag])
-    recursive = mod.anonymize
-    if mod.remove_private_tags:
-        _walk(ds, recursive, lambda item: _remove_private(item, mod.kept))
-    if mod.clearings:
-        _walk(ds, recursive, lambda item: _clear(item, mod.clearings))
-    if mod.removals:
-        _walk(ds, recursive, lambda item: _remove(item, mod.removals))
+    _clean(ds, mod, ())
     for tag, value in mod.replacements.items():
         if tag in ds or tag not in mod.only_if_present:
-            _replace(ds, tag, value, mod.private_creator)
+            set_element(ds, tag, value, f"{tag:08X}")
     for tag, level in IDENTIFIERS.items():
         if (level != ResourceLevel.PATIENT and mod.level <= level
                 and tag not in mod.replacements and tag not in mod.kept):
             current = ds[tag].value if tag in ds else ""
             ds[tag] = pydicom.DataElement(tag, "UI", mapper.map(level, str(current or "")))
     if mod.anonymize:
+        _clean_items(ds, mod, ())
         _map_references(ds, mod, mapper, ())
+    for path in mod.path_removals:
+        for item in path.items(ds):
+            if path.tag in item:
+                del item[path.tag]
+    for path, value in mod.path_replacements.items():
+        for item in path.items(ds):
+            set_element(item, path.tag, value, str(path))
 
 
-def _walk(ds: Dataset, recursive: bool, action: Callable[[Dataset], None]) -> None:
-    action(ds)
-    if not recursive:
-        return
+def _kept(mod: Modification, where: Location, tag: int) -> bool:
+    """Whether a ``Keep`` path names this nested element (anonymization only)."""
+    return bool(where) and any(path.matches(where, tag) for path in mod.path_kept)
+
+
+def _kept_sequence(mod: Modification, where: Location, tag: int) -> bool:
+    """Whether an anonymization leaves this sequence and all it holds alone."""
+    return (not where and tag in mod.kept) or _kept(mod, where, tag)
+
+
+def _clean(ds: Dataset, mod: Modification, where: Location) -> None:
+    """Steps 2-4 on the elements of one dataset (the top level or one item)."""
     for element in list(ds):
-        if element.VR == "SQ" and element.value:
-            for item in element.value:
-                _walk(item, True, action)
-
-
-def _remove_private(ds: Dataset, kept: set[int]) -> None:
-    for tag in [e.tag for e in ds if e.tag.is_private and int(e.tag) not in kept]:
-        del ds[tag]
-
-
-def _clear(ds: Dataset, tags: set[int]) -> None:
-    for element in ds:
-        if int(element.tag) in tags:
+        tag = int(element.tag)
+        if _kept(mod, where, tag):
+            continue
+        if mod.remove_private_tags and element.tag.is_private and tag not in mod.kept:
+            del ds[tag]
+        elif tag in mod.clearings:
             if element.VR == "SQ":
                 element.value = Sequence()
             else:
-                element.value = "" if element.VR in _TEXT_VRS else None
+                element.value = "" if element.VR in TEXT_VRS else None
+        elif tag in mod.removals:
+            del ds[tag]
 
 
-def _remove(ds: Dataset, tags: set[int]) -> None:
-    for tag in [e.tag for e in ds if int(e.tag) in tags]:
-        del ds[tag]
+def _clean_items(ds: Dataset, mod: Modification, where: Location) -> None:
+    """Step 7: :func:`_clean` on every item of every sequence below ``ds``."""
+    for element in list(ds):
+        tag = int(element.tag)
+        if element.VR != "SQ" or not element.value or _kept_sequence(mod, where, tag):
+            continue
+        for index, item in enumerate(element.value):
+            inside = (*where, (tag, index))
+            _clean(item, mod, inside)
+            _clean_items(item, mod, inside)
 
 
 def _map_references(ds: Dataset, mod: Modification, mapper: UidMapper,
-                    parents: tuple[int, ...]) -> None:
-    """Step 7: UIDs of the profile anywhere, identifiers inside sequences."""
+                    where: Location) -> None:
+    """Step 8: UIDs of the profile anywhere, identifiers inside sequences."""
     for element in ds:
         tag = int(element.tag)
         if element.VR == "SQ":
-            for item in element.value or ():
-                _map_references(item, mod, mapper, (*parents, tag))
+            if not _kept_sequence(mod, where, tag):
+                for index, item in enumerate(element.value or ()):
+                    _map_references(item, mod, mapper, (*where, (tag, index)))
             continue
-        if not element.value or (not parents and tag in IDENTIFIERS):
-            continue  # the top-level identifiers were handled by steps 5-6
+        if not element.value or (not where and tag in IDENTIFIERS) or _kept(mod, where, tag):
+            continue  # the top-level identifiers were handled by step 6
         level: ResourceLevel | None = IDENTIFIERS.get(tag)
         if level is None and tag in mod.uids and element.VR == "UI":
             level = ResourceLevel.INSTANCE
-            if (tag == REFERENCED_SOP_INSTANCE_UID and parents[-2:] == (
+            if (tag == REFERENCED_SOP_INSTANCE_UID and tuple(t for t, _ in where[-2:]) == (
                     REFERENCED_FRAME_OF_REFERENCE_SEQUENCE, RT_REFERENCED_STUDY_SEQUENCE)):
                 level = ResourceLevel.STUDY  # RT structure sets reference a study here
         if level is None:
@@ -173,56 +187,6 @@ def _map_references(ds: Dataset, mod: Modification, mapper: UidMapper,
             element.value = [mapper.map(level, str(v)) for v in element.value]
         else:
             element.value = mapper.map(level, str(element.value))
-
-
-def _replace(ds: Dataset, tag: int, value: Any, private_creator: str) -> None:
-    if tag >> 16 == 0x0002:
-        return  # the file meta information is rebuilt on writing
-    if tag in ds:
-        vr = ds[tag].VR
-    elif (tag >> 16) % 2:
-        vr = "UN"  # an unknown private tag (Orthanc 1.10 answers UN too)
-    else:
-        vr = dictionary_VR(tag).split(" or ")[0]
-    ds[tag] = pydicom.DataElement(tag, vr, _value(tag, vr, value))
-
-
-def _value(tag: int, vr: str, value: Any) -> Any:
-    """A JSON replacement value as pydicom wants it for ``vr``."""
-    if vr == "SQ":
-        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            raise HttpError(400, f"the replacement of the sequence {tag:08X} must be a list "
-                                 "of objects", orthanc=(5, "Bad type for a parameter"))
-        items = []
-        for obj in value:
-            item = Dataset()
-            for name, sub in obj.items():
-                sub_tag = parse_tag(name)
-                _replace(item, sub_tag, sub, "")
-            items.append(item)
-        return Sequence(items)
-    if not isinstance(value, str):
-        raise HttpError(400, f"the replacement of {tag:08X} must be a string",
-                        orthanc=(5, "Bad type for a parameter"))
-    if value.startswith("data:") and ";base64," in value:  # RFC 2397, as Orthanc accepts
-        raw = base64.b64decode(value.split(";base64,", 1)[1])
-        return raw if vr in _BINARY_VRS else raw.decode("latin-1")
-    if vr in _BINARY_VRS:
-        return value.encode("latin-1", errors="replace")
-    if vr in _TEXT_VRS or value == "":
-        return value if value else None
-    try:
-        parts = value.split("\\")
-        if vr in ("FL", "FD"):
-            numbers: list[Any] = [float(p) for p in parts]
-        elif vr == "AT":
-            numbers = [parse_tag(p) for p in parts]
-        else:
-            numbers = [int(p) for p in parts]
-    except ValueError as exc:
-        raise HttpError(400, f"{value!r} is not a valid {vr} value for {tag:08X}",
-                        orthanc=(5, "Bad type for a parameter")) from exc
-    return numbers[0] if len(numbers) == 1 else numbers
 
 
 def _encode(ds: Dataset) -> bytes:

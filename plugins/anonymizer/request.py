@@ -10,29 +10,31 @@ The rules are Orthanc 1.10's (``DicomModification::ParseModifyRequest`` and
 - an anonymization starts from a PS3.15 profile, replaces PatientID by a new UUID and
   PatientName by ``Anonymized<N>`` (unless the body names PatientName), and always works
   at the patient level (every UID of the hierarchy is regenerated);
-- modifying a patient requires replacing its PatientID.
+- modifying a patient requires replacing its PatientID;
+- a section may name a path into sequences (:mod:`.paths`). Such paths need no
+  ``Force`` (even to an identifier, which they may also remove), do not change the level
+  of the modification, and are applied after everything else: removals, then
+  replacements. ``Keep`` of a path only matters to an anonymization, sparing that
+  element (a whole sequence, for a sequence) from the profile; it cancels neither a
+  ``Remove`` nor a ``Replace`` of the same path.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
-
-from pydicom.datadict import tag_for_keyword
 
 from isengard_sdk import HttpError, ResourceLevel
 
+from .paths import OUT_OF_RANGE, TagPath, parse_path, parse_tag, tag_name
 from .profiles import DEFAULT_VERSION, PROFILES
+from .values import check_value
 
 __all__ = ["IDENTIFIERS", "Modification", "parse_request", "parse_tag", "tag_name"]
 
 BAD_REQUEST = (8, "Bad request")
 BAD_FILE_FORMAT = (15, "Bad file format")
-BAD_PARAMETER_TYPE = (5, "Bad type for a parameter")
-OUT_OF_RANGE = (3, "Parameter out of range")
-UNKNOWN_TAG = (27, "Unknown DICOM tag")
 
 PATIENT_ID, PATIENT_NAME = 0x00100020, 0x00100010
 STUDY_UID, SERIES_UID, SOP_UID = 0x0020000D, 0x0020000E, 0x00080018
@@ -43,26 +45,7 @@ IDENTIFIERS = {PATIENT_ID: ResourceLevel.PATIENT, STUDY_UID: ResourceLevel.STUDY
 _BOOLEANS = ("Force", "KeepPrivateTags", "RemovePrivateTags", "KeepSource", "Synchronous",
              "Asynchronous")
 _SETS = ("removals", "clearings", "uids", "kept", "only_if_present")
-_HEX_TAG = re.compile(r"^([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})$")
-
-
-def parse_tag(name: str) -> int:
-    """A tag as Orthanc accepts it: a keyword, ``gggg,eeee`` or ``ggggeeee``."""
-    match = _HEX_TAG.match(name.strip())
-    if match:
-        return int(match.group(1) + match.group(2), 16)
-    tag = tag_for_keyword(name.strip())
-    if tag is None:
-        raise HttpError(400, f"unknown DICOM tag {name!r}: use a DICOM keyword "
-                             "(PatientName) or the hexadecimal form \"0010,0010\"",
-                        orthanc=UNKNOWN_TAG)
-    return int(tag)
-
-
-def tag_name(tag: int) -> str:
-    from pydicom.datadict import keyword_for_tag
-
-    return keyword_for_tag(tag) or f"{tag >> 16:04x},{tag & 0xFFFF:04x}"
+_PATH_LISTS = ("path_removals", "path_kept")
 
 
 @dataclass
@@ -82,24 +65,37 @@ class Modification:
     only_if_present: set[int] = field(default_factory=set)
     remove_private_tags: bool = False
     private_creator: str = ""
+    # paths into sequences (see the module docstring), applied in this order
+    path_removals: list[TagPath] = field(default_factory=list)
+    path_replacements: dict[TagPath, Any] = field(default_factory=dict)
+    path_kept: list[TagPath] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        body = asdict(self)
+        body = {f.name: getattr(self, f.name) for f in fields(self)}
         body["level"] = self.level.title
         for key in _SETS:
             body[key] = [f"{t:08X}" for t in sorted(getattr(self, key))]
         body["replacements"] = {f"{t:08X}": v for t, v in self.replacements.items()}
+        for key in _PATH_LISTS:
+            body[key] = [str(p) for p in getattr(self, key)]
+        body["path_replacements"] = {str(p): v for p, v in self.path_replacements.items()}
         return body
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Modification:
-        sets = {key: {int(t, 16) for t in body[key]}
-                for key in _SETS}
-        return cls(anonymize=bool(body["anonymize"]),
-                   level=ResourceLevel.from_name(body["level"]),
-                   replacements={int(t, 16): v for t, v in body["replacements"].items()},
-                   remove_private_tags=bool(body["remove_private_tags"]),
-                   private_creator=str(body["private_creator"]), **sets)
+        mod = cls(anonymize=bool(body["anonymize"]),
+                  level=ResourceLevel.from_name(body["level"]),
+                  replacements={int(t, 16): v for t, v in body["replacements"].items()},
+                  remove_private_tags=bool(body["remove_private_tags"]),
+                  private_creator=str(body["private_creator"]))
+        for key in _SETS:
+            setattr(mod, key, {int(t, 16) for t in body[key]})
+        # Absent from the parameters of jobs created before paths were supported.
+        mod.path_removals = [parse_path(p) for p in body.get("path_removals", [])]
+        mod.path_replacements = {parse_path(p): v
+                                 for p, v in body.get("path_replacements", {}).items()}
+        mod.path_kept = [parse_path(p) for p in body.get("path_kept", [])]
+        return mod
 
     # -- the three operations, each undoing the others for its tag (as Orthanc) --------
 
@@ -184,24 +180,31 @@ def parse_request(body: dict[str, Any], *, anonymize: bool, level: ResourceLevel
     else:
         mod = Modification(False, level)
 
-    for tag in _tag_list(body, "Remove"):
-        _check_force(tag, "removed", force)
-        mod.remove(tag)
+    for path in _path_list(body, "Remove"):
+        if path.steps:
+            _append_new(mod.path_removals, path)
+        else:
+            _check_force(path.tag, "removed", force)
+            mod.remove(path.tag)
     replace = body.get("Replace", {})
     if not isinstance(replace, dict):
         raise HttpError(400, "\"Replace\" must be a JSON object mapping tags to values",
                         orthanc=BAD_REQUEST)
     for name, value in replace.items():
-        tag = parse_tag(name)
-        if not isinstance(value, (str, list)):
-            raise HttpError(400, f"Bad Parameter type for tag {tag >> 16:04x},"
-                                 f"{tag & 0xFFFF:04x}: give a string (or a list of objects "
-                                 "for a sequence)", orthanc=BAD_PARAMETER_TYPE)
-        _check_force(tag, "replaced", force)
-        mod.replace(tag, value)
-    for tag in _tag_list(body, "Keep"):
-        _check_force(tag, "kept", force)
-        mod.keep(tag)
+        path = parse_path(name)
+        check_value(path.tag, value, name.strip() if path.steps else
+                    f"{path.tag >> 16:04x},{path.tag & 0xFFFF:04x}")
+        if path.steps:
+            mod.path_replacements[path] = value
+        else:
+            _check_force(path.tag, "replaced", force)
+            mod.replace(path.tag, value)
+    for path in _path_list(body, "Keep"):
+        if path.steps:
+            _append_new(mod.path_kept, path)
+        else:
+            _check_force(path.tag, "kept", force)
+            mod.keep(path.tag)
 
     if anonymize and (body.get("Remove") or body.get("Replace") or body.get("Keep")):
         # A customised anonymization is not the profile any more: Orthanc then drops its
@@ -253,12 +256,18 @@ def _options(body: dict[str, Any]) -> Options:
                    priority=priority, transcode=transcode)
 
 
-def _tag_list(body: dict[str, Any], key: str) -> list[int]:
+def _path_list(body: dict[str, Any], key: str) -> list[TagPath]:
     names = body.get(key, [])
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise HttpError(400, f"\"{key}\" must be a list of tags (keywords or \"gggg,eeee\")",
+        raise HttpError(400, f"\"{key}\" must be a list of tags (keywords or \"gggg,eeee\") "
+                             "or of paths into sequences (\"Sequence[0].Tag\")",
                         orthanc=BAD_REQUEST)
-    return [parse_tag(n) for n in names]
+    return [parse_path(n) for n in names]
+
+
+def _append_new(paths: list[TagPath], path: TagPath) -> None:
+    if path not in paths:
+        paths.append(path)
 
 
 def _check_force(tag: int, action: str, force: bool) -> None:

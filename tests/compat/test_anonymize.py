@@ -17,6 +17,7 @@ import pytest
 
 from isengard_sdk.testing import DicomFactory
 from tests.conftest import sample
+from tests.plugins.anonymizer.sequences import flat, sequence_dataset
 
 from .compare import Pair, error_keys
 
@@ -185,6 +186,19 @@ def test_study_level_changes_the_same_tags_and_metadata(pair: Pair, action: str,
     ("/instances/{i}/modify", "[1, 2]"),
     ("/instances/{i}/modify", "{not json"),
     ("/studies/unknown/modify", {}),
+    ("/instances/{i}/modify", {"Replace": {"Rows": "abc"}}),
+    # paths into sequences
+    ("/instances/{i}/modify", {"Remove": ["ReferencedImageSequence.InstitutionName"]}),
+    ("/instances/{i}/modify", {"Remove": ["[0].InstitutionName"]}),
+    ("/instances/{i}/modify", {"Remove": ["ReferencedImageSequence[0.InstitutionName"]}),
+    ("/instances/{i}/anonymize", {"Keep": ["ReferencedImageSequence[-1].InstitutionName"]}),
+    ("/instances/{i}/modify", {"Replace": {"ReferencedImageSequence[a].CodeValue": "x"}}),
+    ("/instances/{i}/modify", {"Replace": {"ReferencedImageSequence[0].CodeValue": ["a"]}}),
+    ("/instances/{i}/modify", {"Replace": {"ReferencedImageSequence[3].Rows": "abc"}}),
+    ("/instances/{i}/modify",
+     {"Replace": {"ReferencedImageSequence[0].PurposeOfReferenceCodeSequence": "a"}}),
+    ("/instances/{i}/modify",
+     {"Replace": {"ReferencedImageSequence[0].PurposeOfReferenceCodeSequence": ["a"]}}),
 ])
 def test_errors_have_orthancs_status(pair: Pair, uploaded: dict[str, str], path: str,
                                      body: Any) -> None:
@@ -197,6 +211,125 @@ def test_errors_have_orthancs_status(pair: Pair, uploaded: dict[str, str], path:
     assert ours.status_code == theirs.status_code, (ours.text, theirs.text)
     assert error_keys(ours) == error_keys(theirs)
     assert ours.json()["OrthancStatus"] == theirs.json()["OrthancStatus"]
+
+
+@pytest.mark.parametrize("body", [
+    {"Remove": ["NoSuchKeyword"]},
+    {"Remove": ["ReferencedImageSequence[0].NoSuchKeyword"]},
+    {"Keep": ["ReferencedImageSequence[0]"]},
+    {"Replace": {"ReferencedImageSequence[*]": "x"}},
+])
+def test_unknown_tags_are_400_not_500(pair: Pair, uploaded: dict[str, str],
+                                      body: dict[str, Any]) -> None:
+    """Deliberate difference (docs/compatibility.md): Orthanc answers an unknown tag, or a
+    path ending with an item index, with HTTP 500; Isengard with 400, same OrthancStatus."""
+    ours, theirs = pair.post(f"/instances/{uploaded['CT_small.dcm']}/modify",
+                             content=json.dumps(body))
+    assert (ours.status_code, theirs.status_code) == (400, 500), (ours.text, theirs.text)
+    assert ours.json()["OrthancStatus"] == theirs.json()["OrthancStatus"] == 27
+
+
+# -- paths into sequences ---------------------------------------------------------------
+
+RIS = "ReferencedImageSequence"
+SYNTHETIC = "sequences (synthetic)"
+PATH_CASES: list[tuple[str, str, dict[str, Any]]] = [
+    (SYNTHETIC, "modify", {"Replace": {
+        f"{RIS}[1].ReferencedSOPInstanceUID": "9.9.9",
+        "0008,1140[*].0040,a170[0].0008,0100": "ALL",
+        f"{RIS}[0].ReferencedFrameNumber": "3",
+        f"{RIS}[5].InstitutionName": "out of range", "PatientName[0].CodeValue": "x",
+        "ReferencedPatientSequence[0].ReferencedSOPInstanceUID": "1.2"}}),
+    (SYNTHETIC, "modify", {
+        "Remove": [f"{RIS}[*].InstitutionName", f"{RIS}[1].PurposeOfReferenceCodeSequence",
+                   "SourceImageSequence[0].SeriesInstanceUID", f"{RIS}[0].00091001"],
+        "Replace": {"SourceImageSequence[0].StudyInstanceUID": "1.2.3"}}),
+    (SYNTHETIC, "modify", {
+        "Replace": {RIS: [{"CodeValue": "A", "CodeMeaning": "M"}],
+                    f"{RIS}[0].InstitutionName": "x", f"{RIS}[0].CodeValue": "B"},
+        "Remove": [f"{RIS}[0].CodeMeaning", f"{RIS}[0].CodeValue"],
+        "Keep": [f"{RIS}[0].InstitutionName"]}),
+    (SYNTHETIC, "modify", {"Replace": {
+        f"{RIS}[0].PurposeOfReferenceCodeSequence": [{"CodeValue": "Z"}],
+        f"{RIS}[1].PurposeOfReferenceCodeSequence[0].00091001": "private"}}),
+    (SYNTHETIC, "anonymize", {}),
+    (SYNTHETIC, "anonymize", {"Keep": [
+        f"{RIS}[0].InstitutionName", f"{RIS}[*].ReferencedSOPInstanceUID",
+        "SourceImageSequence[0].StudyInstanceUID", "SourceImageSequence[0].PatientID"]}),
+    (SYNTHETIC, "anonymize", {"Keep": [
+        f"{RIS}[1].PurposeOfReferenceCodeSequence", "SourceImageSequence",
+        f"{RIS}[0].00091001", "PurposeOfReferenceCodeSequence"]}),
+    (SYNTHETIC, "anonymize", {"Keep": [RIS, "ReferencedStudySequence[0].ReferencedSOPClassUID",
+                                       "StudyInstanceUID"], "Force": True}),
+    (SYNTHETIC, "anonymize", {
+        "Replace": {f"{RIS}[0].ReferencedSOPInstanceUID": "1.2.3.4.2",
+                    f"{RIS}[0].InstitutionName": "Replaced",
+                    "SourceImageSequence[0].PatientID": "Someone"},
+        "Remove": [f"{RIS}[1].ReferencedSOPClassUID", "SourceImageSequence[0].PatientID"],
+        "Keep": [f"{RIS}[1].ReferencedSOPClassUID"]}),
+    (SYNTHETIC, "anonymize", {"Replace": {RIS: [
+        {"InstitutionName": "M", "StudyDate": "20200101", "CodeValue": "A",
+         "ReferencedSOPInstanceUID": "1.2.3.4.1", "00090010": "CREATOR",
+         "00091001": "pv"}]}}),
+    ("rtplan.dcm", "modify", {
+        "Replace": {"BeamSequence[0].BeamLimitingDeviceSequence[*].NumberOfLeafJawPairs": "2",
+                    "FractionGroupSequence[0].ReferencedBeamSequence[0].BeamMeterset": "12.5"},
+        "Remove": ["DoseReferenceSequence[1].DoseReferenceDescription"]}),
+    ("rtplan.dcm", "anonymize", {"Keep": [
+        "BeamSequence[0].InstitutionName",
+        "ReferencedStructureSetSequence[0].ReferencedSOPInstanceUID"]}),
+    ("test-SR.dcm", "modify", {
+        "Replace": {"ContentSequence[*].ConceptNameCodeSequence[0].CodeMeaning": "M"},
+        "Remove": ["VerifyingObserverSequence[*].VerifyingObserverName"]}),
+    ("test-SR.dcm", "anonymize", {
+        "Keep": ["PredecessorDocumentsSequence"],
+        "Replace": {"VerifyingObserverSequence[1].VerifyingOrganization": "Org"}}),
+    ("CT_small.dcm", "anonymize", {"Keep": ["OtherPatientIDsSequence[1].PatientID"]}),
+]
+# Values each server generates its own way: UIDs (Orthanc's root, or 2.25), PatientID
+# (a UUID), PatientName (Anonymized<N>), DeidentificationMethod (the product's name).
+_GENERATED = [
+    (re.compile(r"^(2\.25\.\d+|1\.2\.276\.0\.7230010\.3\.[\d.]+)$"), "<new UID>"),
+    (re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"), "<UUID>"),
+    (re.compile(r"^Anonymized\d+$"), "<Anonymized N>"),
+    (re.compile(r"^(Orthanc|Isengard) [\d.]+ - "), "<method>"),
+]
+
+
+def _normalised(ds: pydicom.Dataset) -> dict[str, Any]:
+    """:func:`flat` with generated values replaced by a placeholder."""
+    out = {}
+    for key, value in flat(ds).items():
+        for pattern, placeholder in _GENERATED:
+            if isinstance(value, str) and pattern.search(value):
+                value = placeholder
+        out[key] = value
+    return out
+
+
+@pytest.fixture(scope="module")
+def with_sequences(pair: Pair, uploaded: dict[str, str]) -> dict[str, tuple[str, bytes]]:
+    """file name → (instance ID, original bytes), the synthetic sequence file included."""
+    data = DicomFactory.encode(sequence_dataset(DicomFactory()))
+    ours, theirs = pair.post("/instances", content=data)
+    assert (ours.status_code, theirs.status_code) == (200, 200)
+    assert ours.json()["ID"] == theirs.json()["ID"]
+    files = {name: (instance, sample(name)) for name, instance in uploaded.items()}
+    files[SYNTHETIC] = (theirs.json()["ID"], data)
+    return files
+
+
+@pytest.mark.parametrize("name,action,body", PATH_CASES)
+def test_paths_change_the_same_tags_to_the_same_values(
+        pair: Pair, with_sequences: dict[str, tuple[str, bytes]], name: str, action: str,
+        body: dict[str, Any]) -> None:
+    instance, data = with_sequences[name]
+    ours, theirs = pair.post(f"/instances/{instance}/{action}", content=json.dumps(body))
+    assert (ours.status_code, theirs.status_code) == (200, 200), (ours.text, theirs.text)
+    original, ours_ds, theirs_ds = _read(data), _read(ours.content), _read(theirs.content)
+    assert _diff(_signature(ours_ds, original), _signature(theirs_ds, original)) == {}
+    mine, orthancs = _normalised(ours_ds), _normalised(theirs_ds)
+    assert _diff(mine, orthancs) == {}
 
 
 def test_generate_uid(pair: Pair) -> None:

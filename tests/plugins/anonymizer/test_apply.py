@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pydicom
 import pytest
@@ -11,7 +12,7 @@ from pydicom.sequence import Sequence
 
 from isengard_plugins.anonymizer.apply import UidMapper, modify_file
 from isengard_plugins.anonymizer.profiles import PROFILES
-from isengard_plugins.anonymizer.request import parse_request
+from isengard_plugins.anonymizer.request import Modification, parse_request
 from isengard_sdk import HttpError, ResourceLevel
 from isengard_sdk.testing import DicomFactory
 
@@ -150,3 +151,18 @@ def test_rt_referenced_study_is_mapped_as_a_study(dicom_factory: DicomFactory) -
     out = _run(dicom_factory.encode(ds), {}, anonymize=True)
     mapped = out.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0]
     assert mapped.ReferencedSOPInstanceUID == out.StudyInstanceUID != ds.StudyInstanceUID
+
+
+def test_paths_survive_the_job_parameters() -> None:
+    """A job's Modification goes through JSON (and may be resumed after a restart)."""
+    body = {"Replace": {"ReferencedImageSequence[*].PurposeOfReferenceCodeSequence[0]"
+                        ".CodeValue": "X", "0008,1140[1].0008,1155": "1.2"},
+            "Remove": ["ReferencedImageSequence[0].InstitutionName"],
+            "Keep": ["(0008,2112)[0].StudyInstanceUID"]}
+    mod, _ = parse_request(body, anonymize=True, level=ResourceLevel.STUDY,
+                           patient_uuid="x")
+    again = Modification.from_json(json.loads(json.dumps(mod.to_json())))
+    assert again == mod and len(again.path_replacements) == 2
+    assert str(again.path_kept[0]) == "00082112[0].0020000D"
+    old_job = {k: v for k, v in mod.to_json().items() if not k.startswith("path_")}
+    assert Modification.from_json(old_job).path_removals == []
