@@ -23,6 +23,7 @@ from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import AssociationServer
 
+from . import dimse_wakeup
 from .config import DicomSettings
 from .dimse_fast import install_fast_store_response, tune_connection
 from .dimse_qr import QR_SOP_CLASSES
@@ -234,6 +235,7 @@ class DicomServer:
         # Before the first PDU is read, so that A-ASSOCIATE-AC already goes out without
         # Nagle's delay. pynetdicom's AssociationSocket wraps the accepted socket.
         tune_connection(event.assoc)
+        dimse_wakeup.install(event.assoc)
 
     def _on_accepted(self, event: Any) -> None:
         assoc = event.assoc

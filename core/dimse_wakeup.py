@@ -1,0 +1,119 @@
+"""Wake pynetdicom's threads when there is work instead of letting them poll.
+
+Each association runs two threads that poll with 1 ms sleeps: the DUL thread (socket
+and outgoing PDUs) and the association's reactor (decoded DIMSE messages). Every
+hand-off between the peer, the DUL and the reactor waits for the end of a sleep:
+several milliseconds per C-FIND, up to ~2 ms per C-STORE. :func:`install` replaces the
+sleeps of one association's threads by waits that end as soon as there is something to
+do — data on the socket or a PDU queued for sending (DUL), a DIMSE message decoded
+(reactor) — and otherwise last as long as the sleep they replace.
+
+pynetdicom calls ``time.sleep`` through its modules' ``time`` name; those names are
+pointed at :data:`_TIME`, which behaves as :mod:`time` except in threads that
+:func:`install` registered.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+from typing import Any
+
+import pynetdicom.association
+import pynetdicom.dul
+
+__all__ = ["install"]
+
+_waits: dict[threading.Thread, Any] = {}  # thread → its wait(seconds) function
+
+
+class _Time:
+    """:mod:`time` with a ``sleep`` that registered threads turn into a wait."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        wait = _waits.get(threading.current_thread())
+        if wait is None:
+            time.sleep(seconds)
+        else:
+            wait(seconds)
+
+
+_TIME = _Time()
+
+
+def _patch_modules() -> None:
+    pynetdicom.dul.time = _TIME  # type: ignore[assignment]
+    pynetdicom.association.time = _TIME  # type: ignore[assignment]
+
+
+def install(assoc: Any) -> None:
+    """Make the threads of an association we accept wake on work. Call it on
+    ``EVT_CONN_OPEN``, before the association starts; undone when its DUL thread ends.
+    Associations we request are left as they are (their DUL thread is already running
+    when the connection opens)."""
+    dul = assoc.dul
+    sock = getattr(getattr(dul, "socket", None), "socket", None)
+    if sock is None or not assoc.is_acceptor or dul.is_alive():
+        return
+    _patch_modules()
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    lock = threading.Lock()  # no write into a descriptor number closed and reused
+    state = {"open": True}
+
+    def dul_wait(seconds: float) -> None:
+        if not dul.to_provider_queue.empty():
+            return
+        try:
+            ready, _, _ = select.select([sock, wake_r], [], [], seconds)
+        except (OSError, ValueError):  # the socket closed under us: sleep as before
+            time.sleep(seconds)
+            return
+        if wake_r in ready:
+            try:
+                os.read(wake_r, 4096)
+            except BlockingIOError:
+                pass
+
+    original_send_pdu = dul.send_pdu
+
+    def send_pdu(primitive: Any) -> None:
+        original_send_pdu(primitive)
+        with lock:
+            if state["open"]:
+                try:
+                    os.write(wake_w, b"\x01")
+                except BlockingIOError:
+                    pass  # the pipe is full: a wake-up is pending anyway
+
+    messages = assoc.dimse.msg_queue
+
+    def reactor_wait(seconds: float) -> None:
+        with messages.not_empty:
+            if not messages._qsize():
+                messages.not_empty.wait(seconds)
+
+    original_target = dul._target
+
+    def target() -> None:
+        try:
+            original_target()
+        finally:
+            _waits.pop(dul, None)
+            _waits.pop(assoc, None)
+            with lock:
+                state["open"] = False
+                os.close(wake_r)
+                os.close(wake_w)
+
+    dul.send_pdu = send_pdu
+    dul._target = target
+    _waits[dul] = dul_wait
+    _waits[assoc] = reactor_wait

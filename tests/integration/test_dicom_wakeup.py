@@ -1,0 +1,43 @@
+"""Accepted associations wake their threads on work instead of polling
+(:mod:`isengard.dimse_wakeup`): what it installs is undone when they end."""
+
+from __future__ import annotations
+
+import os
+
+from isengard import dimse_wakeup
+from tests.integration.dicom_helpers import wait_for
+
+
+def _pipes() -> int:
+    """Pipes open in this process (the server runs in it)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:")
+        except OSError:  # closed meanwhile
+            pass
+    return count
+
+
+def test_nothing_left_behind_after_many_associations(isengard_server, dicom_peer,
+                                                     dicom_factory):
+    s = isengard_server
+    assert dicom_peer.echo(s.dicom_port, called_aet=s.aet) == 0  # warm up lazy imports
+    wait_for(lambda: not dimse_wakeup._waits or None, "the first association to end")
+    before = _pipes()
+    for _ in range(15):
+        assert dicom_peer.echo(s.dicom_port, called_aet=s.aet) == 0
+    files = [dicom_factory.instance() for _ in range(5)]
+    assert dicom_peer.store(s.dicom_port, files, called_aet=s.aet) == [0] * 5
+    wait_for(lambda: not dimse_wakeup._waits or None, "every association's threads to end")
+    wait_for(lambda: _pipes() <= before or None, "the wake-up pipes to be closed")
+    assert s.get("/statistics").json()["CountInstances"] == 5
+
+
+def test_plain_sleep_outside_registered_threads(monkeypatch):
+    slept = []
+    monkeypatch.setattr(dimse_wakeup.time, "sleep", slept.append)
+    dimse_wakeup._TIME.sleep(0.001)
+    assert slept == [0.001]
+    assert dimse_wakeup._TIME.monotonic is dimse_wakeup.time.monotonic
