@@ -9,6 +9,10 @@
 Synchronous requests get the ZIP as the answer, streamed as it is produced.
 ``"Asynchronous": true`` (or ``"Synchronous": false``) queues an ``Archive`` job that
 writes the ZIP to the plugin's folder; ``GET /jobs/{id}/archive`` serves it.
+
+``"Transcode": "<transfer syntax UID>"`` in a body (``?transcode=`` on a GET) converts
+every file to that syntax; a file that cannot be converted is archived as stored (as
+Orthanc 1.10). An unknown UID is a 400 before anything is written.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pydicom.uid import UID
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -32,6 +37,7 @@ from .zipstream import zip_stream
 __all__ = ["build_routes"]
 
 BAD_FILE_FORMAT = (15, "Bad file format")  # what Orthanc answers for an unusable body
+OUT_OF_RANGE = (3, "Parameter out of range")  # … and for an unknown transfer syntax
 _ROUTE_LEVELS = (ResourceLevel.PATIENT, ResourceLevel.STUDY, ResourceLevel.SERIES)
 
 
@@ -43,19 +49,27 @@ def _options(body: Any) -> dict[str, Any]:
     """Check the transcoding option shared by every route."""
     if not isinstance(body, dict):
         return {}
-    if body.get("Transcode"):
-        _no_transcoding()
+    if "Transcode" in body:
+        if not isinstance(body["Transcode"], str):
+            raise HttpError(400, "\"Transcode\" must be a string: the UID of a transfer "
+                                 "syntax, e.g. \"1.2.840.10008.1.2.4.80\"",
+                            orthanc=BAD_FILE_FORMAT)
+        _transfer_syntax(body["Transcode"])
     return body
+
+
+def _transfer_syntax(value: str) -> str:
+    """``value`` if it is the UID of a transfer syntax (PS3.6 Annex A), else a 400."""
+    if UID(value).type != "Transfer Syntax":
+        raise HttpError(400, f"unknown transfer syntax {value!r} to transcode to: give a "
+                             "transfer syntax UID, e.g. 1.2.840.10008.1.2.1 (uncompressed) "
+                             "or 1.2.840.10008.1.2.4.80 (JPEG-LS lossless)",
+                        orthanc=OUT_OF_RANGE)
+    return value
 
 
 def _asynchronous(options: dict[str, Any]) -> bool:
     return _truthy(options.get("Asynchronous")) or options.get("Synchronous") is False
-
-
-def _no_transcoding() -> None:
-    raise HttpError(501, "transcoding the files of an archive is not available yet in "
-                         "Isengard: omit \"Transcode\" to get the files as stored",
-                    orthanc=(2, "Not implemented yet"))
 
 
 async def _json_body(request: Request, *, required: bool) -> Any:
@@ -84,10 +98,11 @@ class ArchiveRoutes:
         self.context = context
         self.compress = bool(getattr(context.settings, "compress", False))
 
-    def _stream(self, plan: ArchivePlan, media: bool, extended: bool) -> Iterator[bytes]:
+    def _stream(self, plan: ArchivePlan, media: bool, extended: bool,
+                transcode: str | None) -> Iterator[bytes]:
         services, log = self.context.services, self.context.log
-        entries = (media_entries(services, plan, log, extended=extended) if media
-                   else archive_entries(services, plan, log))
+        entries = (media_entries(services, plan, log, extended=extended, transcode=transcode)
+                   if media else archive_entries(services, plan, log, transcode=transcode))
         return zip_stream(entries, compress=self.compress)
 
     def _plan_one(self, level: ResourceLevel, resource_id: str) -> ArchivePlan:
@@ -107,7 +122,8 @@ class ArchiveRoutes:
         if not isinstance(priority, int) or isinstance(priority, bool):
             raise HttpError(400, "'Priority' must be an integer", orthanc=BAD_FILE_FORMAT)
         job_id = self.context.services.submit_job(
-            ARCHIVE_JOB, {"Resources": ids, "Media": media, "Extended": extended},
+            ARCHIVE_JOB, {"Resources": ids, "Media": media, "Extended": extended,
+                          "Transcode": options.get("Transcode")},
             priority=priority)
         return JSONResponse({"ID": job_id, "Path": f"/jobs/{job_id}"})
 
@@ -121,8 +137,9 @@ class ArchiveRoutes:
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(".part")
         written = 0
+        transcode = p.get("Transcode")
         with partial.open("wb") as out:
-            for chunk in self._stream(plan, bool(p["Media"]), bool(p["Extended"])):
+            for chunk in self._stream(plan, bool(p["Media"]), bool(p["Extended"]), transcode):
                 out.write(chunk)
                 written += len(chunk)
                 job.progress(min(written, total), total)
@@ -132,6 +149,8 @@ class ArchiveRoutes:
             "Description": "REST API", "InstancesCount": len(plan.sizes),
             "UncompressedSize": str(plan.total_size),
             "UncompressedSizeMB": plan.total_size // MB})
+        if transcode:
+            job.content["Transcode"] = transcode
         return job.content
 
     async def job_archive(self, request: Request) -> Response:
@@ -150,18 +169,21 @@ class ArchiveRoutes:
         if request.method == "POST":
             options = _options(await _json_body(request, required=True))
             extended = _truthy(options.get("Extended"))
+            transcode = options.get("Transcode")
             if _asynchronous(options):
                 await run_in_threadpool(self._plan_one, level, request.path_params["id"])
                 return await run_in_threadpool(self._submit, [request.path_params["id"]],
                                                media, extended, options)
         else:
-            if request.query_params.get("transcode"):
-                _no_transcoding()
+            transcode = request.query_params.get("transcode")
+            if transcode is not None:
+                _transfer_syntax(transcode)
             extended = "extended" in request.query_params and \
                 request.query_params["extended"].lower() not in ("false", "0")
         resource_id = request.path_params["id"]
         plan = await run_in_threadpool(self._plan_one, level, resource_id)
-        return _zip_response(self._stream(plan, media, extended), f"{resource_id}.zip")
+        return _zip_response(self._stream(plan, media, extended, transcode),
+                             f"{resource_id}.zip")
 
     async def create(self, request: Request, kind: str) -> Response:
         """``POST /tools/create-archive``, ``create-media``, ``create-media-extended``."""
@@ -183,7 +205,8 @@ class ArchiveRoutes:
         plan = await run_in_threadpool(self._plan_many, list(ids))  # 404 before any job
         if _asynchronous(options):
             return await run_in_threadpool(self._submit, list(ids), media, extended, options)
-        return _zip_response(self._stream(plan, media, extended), "Archive.zip")
+        return _zip_response(self._stream(plan, media, extended, options.get("Transcode")),
+                             "Archive.zip")
 
 
 def build_routes(context: Context) -> list[Route]:

@@ -61,7 +61,7 @@ def zip_stream(entries: Iterable[ZipEntry], *, compress: bool = False,
     """
     pipe = _Pipe()
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-    with zipfile.ZipFile(pipe, "w", compression=method,  # type: ignore[arg-type]
+    with zipfile.ZipFile(pipe, "w", compression=method,  # type: ignore[arg-type, call-overload]
                          compresslevel=compresslevel if compress else None,
                          allowZip64=True) as archive:
         for entry in entries:

@@ -1,45 +1,48 @@
-"""Decompresses JPEG, JPEG-LS, JPEG 2000 and RLE files for peers that accept only
-uncompressed transfer syntaxes (pydicom's pixel handlers; pylibjpeg for JPEG and
-JPEG 2000: ``pip install 'isengard[codecs]'``)."""
+"""Transcodes DICOM files between transfer syntaxes: decompresses JPEG, JPEG-LS,
+JPEG 2000 and RLE, and compresses to them — for ``"Transcode"`` in ``/modify``,
+``/anonymize`` and archives, and for peers that accept other syntaxes than the stored one.
+
+Targets (see :mod:`.encoders`): RLE Lossless, JPEG 2000 lossless and lossy, JPEG-LS
+lossless and near-lossless, JPEG baseline (8 bits), JPEG lossless process 14 (selection
+value 1 and the general syntax), and the uncompressed syntaxes. Encoders and decoders
+come with ``pip install 'isengard[codecs]'`` (pylibjpeg and its plugins, pyjpegls,
+imagecodecs). An instance a target cannot hold (16 bits to JPEG baseline, …) is not
+converted: the hook answers ``None`` and the reason is logged.
+
+Configuration (``plugins: codecs:``)::
+
+    codecs:
+      jpeg_quality: 90       # JPEG baseline, 1-100 (Orthanc's DicomLossyTranscodingQuality)
+      jpeg_ls_near: 2        # largest error per sample of JPEG-LS near-lossless
+      jpeg2000_ratio: 10.0   # compression ratio aimed at by lossy JPEG 2000
+"""
 
 from __future__ import annotations
 
-import io
-import logging
-
-import pydicom
-from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID
 
 from isengard_sdk import Context, hookimpl
 
-__version__ = "0.1.0"
-ENABLED_BY_DEFAULT = True
+from .convert import transcode_file
+from .encoders import CannotTranscode, Settings
 
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-IMPLICIT_LE = "1.2.840.10008.1.2"
-BIG_ENDIAN = "1.2.840.10008.1.2.2"
-log = logging.getLogger("isengard.plugins.codecs")
+__all__ = ["Settings", "transcode"]
+
+__version__ = "0.2.0"
+ENABLED_BY_DEFAULT = True
 
 
 @hookimpl
 def transcode(context: Context, data: bytes, transfer_syntax_uid: str) -> bytes | None:
-    """Decompress to explicit or implicit VR little endian; other targets: not ours."""
-    if transfer_syntax_uid not in (EXPLICIT_LE, IMPLICIT_LE):
-        return None
-    ds = pydicom.dcmread(io.BytesIO(data))
-    if not ds.file_meta.TransferSyntaxUID.is_compressed:
-        return None  # uncompressed conversions are the kernel's
+    """Convert ``data`` to ``transfer_syntax_uid``; ``None`` (and the reason logged)
+    when this instance cannot be, or the target is not one of this plugin's."""
+    settings = context.settings if isinstance(context.settings, Settings) else Settings()
     try:
-        ds.decompress()
-    except (NotImplementedError, RuntimeError, ValueError, ImportError) as exc:
-        context.log.warning(
-            "cannot decompress %s (%s): %s — install the decoders with "
-            "pip install 'isengard[codecs]'", ds.get("SOPInstanceUID", "?"),
-            ds.file_meta.TransferSyntaxUID.name, exc)
-        return None
-    ds.file_meta.TransferSyntaxUID = UID(transfer_syntax_uid)
-    out = io.BytesIO()
-    dcmwrite(out, ds, implicit_vr=transfer_syntax_uid == IMPLICIT_LE, little_endian=True,
-             force_encoding=True)
-    return out.getvalue()
+        return transcode_file(data, transfer_syntax_uid, settings, context.services)
+    except CannotTranscode as exc:
+        context.log.warning("%s", exc)
+    except Exception as exc:  # a codec library failing on this file must not fail the caller
+        context.log.warning("cannot transcode a file to %s: %s: %s",
+                            UID(transfer_syntax_uid).name, type(exc).__name__, exc,
+                            exc_info=True)
+    return None

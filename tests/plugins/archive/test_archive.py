@@ -160,16 +160,6 @@ def test_asynchronous_media_of_a_resource(study):
     assert "DICOMDIR" in names
 
 
-def test_transcoding_is_not_available_yet(isengard_server, ct_small):
-    ct = isengard_server.upload(ct_small)
-    r = isengard_server.get(f"/studies/{ct['ParentStudy']}/archive",
-                            params={"transcode": "1.2.840.10008.1.2"})
-    assert r.status_code == 501
-    r = isengard_server.post("/tools/create-archive",
-                             json={"Resources": [ct["ID"]], "Transcode": "1.2.840.10008.1.2"})
-    assert r.status_code == 501
-
-
 @pytest.mark.parametrize("body", [b"garbage", b"{\"Resources\": 3}", b"[1, 2]", b"",
                                   b"\"text\""])
 def test_bad_bodies_are_400(isengard_server, body):
