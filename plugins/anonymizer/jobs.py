@@ -37,8 +37,9 @@ def transcoded(services: KernelServices, data: bytes, syntax: str | None) -> byt
     except Exception as exc:
         raise ValueError(f"cannot transcode to {syntax}: {exc}") from exc
     if converted is None:
-        raise ValueError(f"no codec can transcode this instance to {syntax} (install and "
-                         "enable a codec plugin, or omit \"Transcode\")")
+        raise ValueError(f"no codec could transcode this instance to {syntax}: the "
+                         "server's log says why (e.g. JPEG baseline takes 8-bit images "
+                         "only; a missing encoder names the package to install)")
     return converted
 
 

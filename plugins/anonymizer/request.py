@@ -25,6 +25,8 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from pydicom.uid import UID
+
 from isengard_sdk import HttpError, ResourceLevel
 
 from .paths import OUT_OF_RANGE, TagPath, parse_path, parse_tag, tag_name
@@ -248,6 +250,9 @@ def _options(body: dict[str, Any]) -> Options:
     if transcode is not None and (not isinstance(transcode, str) or not transcode):
         raise HttpError(400, "\"Transcode\" must be a transfer syntax UID",
                         orthanc=BAD_REQUEST)
+    if transcode is not None and not UID(transcode).is_transfer_syntax:
+        raise HttpError(400, f"unknown transfer syntax {transcode!r} in \"Transcode\"",
+                        orthanc=(3, "Parameter out of range"))
     priority = body.get("Priority", 0)
     if not isinstance(priority, int) or isinstance(priority, bool):
         raise HttpError(400, "\"Priority\" must be an integer", orthanc=BAD_REQUEST)

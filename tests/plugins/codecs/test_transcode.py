@@ -180,3 +180,15 @@ def test_quality_is_a_setting(isengard_factory):
 def test_bad_settings_stop_start_up(isengard_factory, key, value):
     with pytest.raises(ConfigError, match=f"plugins.codecs.{key}"):
         isengard_factory(config={"plugins": {"codecs": {key: value}}})
+
+
+def test_an_unknown_transfer_syntax_is_refused_before_any_work(server, uploaded):
+    r = _modify(server, uploaded("CT_small.dcm"), "1.2.3.4")
+    assert r.status_code == 400
+    assert (r.json()["OrthancStatus"], "1.2.3.4" in r.json()["Details"]) == (3, True)
+
+
+def test_an_impossible_target_points_at_the_log(server, uploaded):
+    r = _modify(server, uploaded("CT_small.dcm"), JPEG_BASELINE)
+    assert r.status_code == 400
+    assert "log says why" in r.json()["Details"]
