@@ -14,19 +14,20 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pydicom
-from pydicom.datadict import keyword_for_tag
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import evt
 
 from isengard_sdk.types import ResourceLevel
 
 from .dicom_tags import MAIN_TAGS, element_string, encodings_of
-from .dimse_fast import on_connection_open
+from .dimse_find import Element, encode_identifier, send_find_answers
+from .dimse_move import MoveService
 from .errors import BadRequest
 from .find import parse_constraint
-from .scu import reachable, storage_contexts
 
 if TYPE_CHECKING:
     from .config import DicomSettings
@@ -79,15 +80,19 @@ class QueryRetrieveHandlers:
         self.modalities = modalities
         self.settings = settings
         self.limit_results, self.limit_instances = limits
+        self.move = MoveService(self)
 
     def handlers(self) -> list[tuple[Any, Callable[..., Any]]]:
-        return [(evt.EVT_C_FIND, self.on_find), (evt.EVT_C_MOVE, self.on_move),
-                (evt.EVT_C_GET, self.on_get)]
+        """C-FIND and C-GET through pynetdicom's events; C-MOVE by :mod:`.dimse_move`,
+        installed on each association as it opens."""
+        return [(evt.EVT_C_FIND, self.on_find), (evt.EVT_C_GET, self.on_get),
+                (evt.EVT_CONN_OPEN, self.move.install)]
 
     # -- access control ----------------------------------------------------------------
 
-    def _allowed(self, event: Any, right: str) -> bool:
-        requestor = event.assoc.requestor
+    def allowed(self, assoc: Any, right: str) -> bool:
+        """Whether the peer of ``assoc`` may use ``right`` (find, move, get)."""
+        requestor = assoc.requestor
         host = requestor.address if self.settings.check_modality_host else None
         modality = self.modalities.by_aet(requestor.ae_title, host)
         if modality is not None:
@@ -102,7 +107,7 @@ class QueryRetrieveHandlers:
     # -- C-FIND --------------------------------------------------------------------------
 
     def on_find(self, event: Any) -> Iterator[tuple[int, Dataset | None]]:
-        if not self._allowed(event, "find"):
+        if not self.allowed(event.assoc, "find"):
             yield STATUS_NOT_AUTHORIZED, None
             return
         try:
@@ -127,42 +132,73 @@ class QueryRetrieveHandlers:
             return
         log.info("C-FIND from %s at %s level: %d match(es)", event.assoc.requestor.ae_title,
                  level.title, len(rows))
-        for row in rows:
+        syntax = str(event.context.transfer_syntax)
+        if syntax in (ImplicitVRLittleEndian, ExplicitVRLittleEndian):
+            # The answers straight onto the socket (pynetdicom then sends the final
+            # Success when this generator ends): ~1 ms less per answer.
+            implicit = syntax == ImplicitVRLittleEndian
+            answers = (encode_identifier(self.answer_elements(row, level, requested),
+                                         implicit=implicit) for row in rows)
+            try:
+                send_find_answers(event.assoc, event.context.context_id,
+                                  event.request.MessageID,
+                                  str(event.request.AffectedSOPClassUID), answers)
+            except OSError as exc:
+                log.warning("C-FIND from %s: the answers could not be sent: %s",
+                            event.assoc.requestor.ae_title, exc)
+                event.assoc.abort()
+            return
+        for row in rows:  # a big endian or deflated context: through pynetdicom
             if event.is_cancelled:
                 yield STATUS_CANCEL, None
                 return
             yield STATUS_PENDING, self.answer(row, level, requested)
 
-    def answer(self, row: ResourceRow, level: ResourceLevel,
-               requested: list[DataElement]) -> Dataset:
-        """One C-FIND answer: the requested keys (and only those) plus the unique keys."""
+    def answer_elements(self, row: ResourceRow, level: ResourceLevel,
+                        requested: list[DataElement]) -> list[Element]:
+        """One C-FIND answer: the requested keys (and only those) plus the unique keys,
+        as (tag, VR, value) — strings from the index, elements of a stored header."""
         chain = self._chain(row)
         main: dict[str, str] = {}
         for ancestor in chain.values():
             main.update(ancestor.main_tags)
-        ds = Dataset()
-        ds.SpecificCharacterSet = "ISO_IR 192"
-        ds.QueryRetrieveLevel = "IMAGE" if level == ResourceLevel.INSTANCE else level.name
+        elements: dict[int, Element] = {
+            0x00080005: (0x00080005, "CS", "ISO_IR 192"),  # SpecificCharacterSet
+            0x00080052: (0x00080052, "CS",  # QueryRetrieveLevel
+                         "IMAGE" if level == ResourceLevel.INSTANCE else level.name),
+        }
         header: Dataset | None = None
         for element in requested:
-            keyword = keyword_for_tag(element.tag)
+            tag = int(element.tag)
+            keyword = keyword_for_tag(tag)
             if keyword in COMPUTED:
-                value: Any = self._computed(keyword, chain)
-                ds.add_new(element.tag, element.VR, value)
+                elements[tag] = (tag, element.VR, self._computed(keyword, chain) or "")
             elif keyword and _main_level(keyword) is not None and keyword in main:
-                ds.add_new(element.tag, element.VR, main[keyword])
+                elements[tag] = (tag, element.VR, main[keyword])
             else:
                 if header is None:
                     header = self._header(row)
-                if header is not None and element.tag in header:
-                    ds[element.tag] = header[element.tag]
+                if header is not None and tag in header:
+                    elements[tag] = (tag, element.VR, header[tag])
                 else:
-                    ds.add_new(element.tag, element.VR, None)
+                    elements[tag] = (tag, element.VR, "")
         for lvl in ResourceLevel:
             if lvl <= level:
                 key = UNIQUE_KEYS[lvl]
-                if key not in ds:
-                    setattr(ds, key, main.get(key, ""))
+                tag = int(tag_for_keyword(key) or 0)
+                if tag not in elements:
+                    elements[tag] = (tag, dictionary_VR(tag), main.get(key, ""))
+        return list(elements.values())
+
+    def answer(self, row: ResourceRow, level: ResourceLevel,
+               requested: list[DataElement]) -> Dataset:
+        """:meth:`answer_elements` as a pydicom ``Dataset``."""
+        ds = Dataset()
+        for tag, vr, value in sorted(self.answer_elements(row, level, requested)):
+            if isinstance(value, DataElement):
+                ds[tag] = value
+            else:
+                ds.add_new(tag, vr, value or None)
         return ds
 
     def _chain(self, row: ResourceRow) -> dict[ResourceLevel, ResourceRow]:
@@ -203,7 +239,8 @@ class QueryRetrieveHandlers:
 
     # -- C-MOVE / C-GET ------------------------------------------------------------------
 
-    def _instances(self, identifier: Dataset) -> list[ResourceRow]:
+    def instances_of(self, identifier: Dataset) -> list[ResourceRow]:
+        """The instances a C-MOVE/C-GET identifier designates; BadRequest if none can."""
         level, query, _ = parse_identifier(identifier)
         keys = {k: v for k, v in query.items()
                 if k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID",
@@ -219,43 +256,12 @@ class QueryRetrieveHandlers:
     def _dataset(self, row: ResourceRow) -> Dataset:
         return pydicom.dcmread(io.BytesIO(self.kernel.read_file(row)))
 
-    def on_move(self, event: Any) -> Iterator[Any]:
-        caller = event.assoc.requestor.ae_title
-        if not self._allowed(event, "move"):
-            yield None, None  # pynetdicom answers 0xA801; refine the log above
-            return
-        destination = self.modalities.by_aet(str(event.move_destination).strip())
-        if destination is None:
-            log.warning("C-MOVE from %s refused: unknown destination %r (declare it under "
-                        "`modalities:`)", caller, str(event.move_destination).strip())
-            yield None, None
-            return
-        problem = reachable(destination.host, destination.port, self.settings.timeout)
-        if problem is not None:  # answered 0xA801 too, without a leaked socket
-            log.warning("C-MOVE from %s: destination %s (%s:%d) unreachable: %s", caller,
-                        destination.name, destination.host, destination.port, problem)
-            yield None, None
-            return
-        try:
-            rows = self._instances(event.identifier)
-        except BadRequest as exc:
-            log.warning("C-MOVE from %s refused: %s", caller, exc)
-            yield destination.host, destination.port
-            yield STATUS_IDENTIFIER_MISMATCH, None
-            return
-        yield destination.host, destination.port, {
-            "contexts": self._contexts(rows),
-            "evt_handlers": [(evt.EVT_CONN_OPEN, on_connection_open)]}
-        yield len(rows)
-        log.info("C-MOVE from %s: %d instance(s) to %s", caller, len(rows), destination.name)
-        yield from self._sub_operations(event, rows)
-
     def on_get(self, event: Any) -> Iterator[Any]:
-        if not self._allowed(event, "get"):
+        if not self.allowed(event.assoc, "get"):
             yield 0
             return
         try:
-            rows = self._instances(event.identifier)
+            rows = self.instances_of(event.identifier)
         except BadRequest as exc:
             log.warning("C-GET from %s refused: %s", event.assoc.requestor.ae_title, exc)
             yield 0
@@ -278,15 +284,6 @@ class QueryRetrieveHandlers:
                 yield 0xA702, failed  # PS3.4 C.4.2.1.5: unable to perform sub-operations
                 return
             yield STATUS_PENDING, ds
-
-    def _contexts(self, rows: list[ResourceRow]) -> list[Any]:
-        from pynetdicom import build_context
-
-        ids = [r.internal_id for r in rows]
-        classes = self.kernel.index.metadata_of(ids, "SopClassUid")
-        syntaxes = self.kernel.index.metadata_of(ids, "TransferSyntax")
-        pairs = ((classes.get(i, ""), syntaxes.get(i, "")) for i in ids)
-        return [build_context(sop, ts) for sop, ts in storage_contexts(pairs)]
 
 
 def _main_level(keyword: str) -> ResourceLevel | None:

@@ -6,35 +6,36 @@ Failures of the peer (refused, unreachable, timed out, aborted) raise
 
 from __future__ import annotations
 
-import array
-import io
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-import pydicom
 from pydicom.dataset import Dataset
-from pydicom.filewriter import dcmwrite
-from pydicom.uid import UID
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
 
 from .dimse_fast import on_connection_open
-from .errors import IsengardError
 from .modalities import Modality
+from .store_association import PeerError
+from .store_sender import (
+    EXPLICIT_LE,
+    IMPLICIT_LE,
+    UNCOMPRESSED,
+    OutgoingInstance,
+    Transcoder,
+    reencode,
+    send_instances,
+)
 from .version import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
-__all__ = ["PeerError", "StoreReport", "Transcoder", "echo", "find", "move", "store"]
+__all__ = ["UNCOMPRESSED", "OutgoingInstance", "PeerError", "StoreReport", "Transcoder",
+           "echo", "find", "move", "reachable", "store"]
 
 log = logging.getLogger("isengard.scu")
 
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-IMPLICIT_LE = "1.2.840.10008.1.2"
-BIG_ENDIAN = "1.2.840.10008.1.2.2"
-UNCOMPRESSED = (EXPLICIT_LE, IMPLICIT_LE, BIG_ENDIAN)
 VERIFICATION = "1.2.840.10008.1.1"
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 PATIENT_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"
@@ -43,18 +44,7 @@ PATIENT_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.1.2"
 _UNIQUE_KEYS = {"PATIENT": ["PatientID"], "STUDY": ["StudyInstanceUID"],
                 "SERIES": ["StudyInstanceUID", "SeriesInstanceUID"],
                 "IMAGE": ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"]}
-MAX_CONTEXTS = 128  # PS3.8 9.3.2.2: presentation context IDs are odd numbers 1..255
-
-# (data, target transfer syntax) -> transcoded data, or None when no codec can do it.
-Transcoder = Callable[[bytes, str], bytes | None]
-
-
-class PeerError(IsengardError):
-    """The remote modality could not be reached or did not answer as expected."""
-
-    def __init__(self, message: str, *, timeout: bool = False):
-        super().__init__(message)
-        self.timeout = timeout
+_reencode = reencode  # kept under its old name: kernel.transcode imports it from here
 
 
 def _ae(local_aet: str, timeout: int) -> AE:
@@ -128,149 +118,41 @@ def echo(modality: Modality, local_aet: str, timeout: int) -> None:
 class StoreReport:
     sent: int = 0
     failed: int = 0
-    failures: list[str] | None = None
-
-
-@dataclass(frozen=True)
-class OutgoingInstance:
-    """One file to send: bytes as stored, with its SOP class and transfer syntax."""
-
-    public_id: str
-    sop_class_uid: str
-    transfer_syntax_uid: str
-    read: Callable[[], bytes]
+    failures: list[str] = field(default_factory=list)
 
 
 def store(modality: Modality, local_aet: str, timeout: int,
           instances: Sequence[OutgoingInstance], *, transcoder: Transcoder | None = None,
           progress: Callable[[int, int], None] | None = None,
           move_originator: tuple[str, int] | None = None) -> StoreReport:
-    """Send instances on one association (several when more than 128 contexts).
+    """Send instances on one association (several when more than 128 contexts), as
+    stored when the peer accepts their transfer syntax (see :mod:`.store_sender`).
 
     Each SOP class is proposed in the instance's own transfer syntax plus explicit and
     implicit little endian; when the peer accepts none of the stored ones, the file is
     converted (uncompressed syntaxes by pydicom, compressed ones through ``transcoder``).
+    Raises :class:`PeerError` when the peer cannot be reached or breaks the association.
     """
-    report = StoreReport(failures=[])
-    assert report.failures is not None  # noqa: S101 - for mypy
-    for batch in _batches(instances):
-        ae = _ae(local_aet, timeout)
-        for context in storage_contexts((i.sop_class_uid, i.transfer_syntax_uid)
-                                        for i in batch):
-            ae.add_requested_context(*context)
-        assoc = _associate(ae, modality)
-        try:
-            accepted: dict[str, set[str]] = {}
-            for cx in assoc.accepted_contexts:
-                accepted.setdefault(str(cx.abstract_syntax), set()).add(
-                    str(cx.transfer_syntax[0]))
-            for inst in batch:
-                try:
-                    error = _send_one(assoc, inst, accepted.get(inst.sop_class_uid, set()),
-                                      transcoder, move_originator)
-                except Exception as exc:  # this instance fails; the others are still sent
-                    log.exception("cannot send instance %s", inst.public_id)
-                    error = f"{type(exc).__name__}: {exc}"
-                if error is None:
-                    report.sent += 1
-                else:
-                    report.failed += 1
-                    report.failures.append(f"{inst.public_id}: {error}")
-                    log.warning("C-STORE of %s to %s failed: %s", inst.public_id,
-                                modality.name, error)
-                if progress is not None:
-                    progress(report.sent + report.failed, len(instances))
-                if not assoc.is_established:
-                    raise PeerError(f"modality {modality.name!r} closed the association "
-                                    f"after {report.sent} instance(s)")
-        finally:
-            if assoc.is_established:
-                assoc.release()
+    report = StoreReport()
+    sending = send_instances(modality, instances, calling_aet=local_aet, timeout=timeout,
+                             transcoder=transcoder, move_originator=move_originator)
+    try:
+        for sub in sending:
+            if sub.category == "Failure":
+                report.failed += 1
+                report.failures.append(f"{sub.instance.public_id}: {sub.error}")
+                log.warning("C-STORE of %s to %s failed: %s", sub.instance.public_id,
+                            modality.name, sub.error)
+            else:
+                report.sent += 1
+            if progress is not None:
+                progress(report.sent + report.failed, len(instances))
+    except PeerError as exc:
+        if not report.sent + report.failed:
+            raise
+        raise PeerError(f"{exc} (after {report.sent} instance(s) sent)",
+                        timeout=exc.timeout) from exc
     return report
-
-
-def storage_contexts(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]]:
-    """Presentation contexts to propose for (SOP class, stored transfer syntax) pairs.
-
-    One context per stored syntax, so that the peer can accept each on its own (an
-    acceptor picks one syntax per context, PS3.8 9.3.3.2), plus one uncompressed
-    context per SOP class to fall back on (with conversion)."""
-    contexts: list[tuple[str, list[str]]] = []
-    seen: set[tuple[str, str]] = set()
-    classes: list[str] = []
-    for sop_class, ts in pairs:
-        if not sop_class:
-            continue
-        if sop_class not in classes:
-            classes.append(sop_class)
-        if ts and ts not in (EXPLICIT_LE, IMPLICIT_LE) and (sop_class, ts) not in seen:
-            seen.add((sop_class, ts))
-            contexts.append((sop_class, [ts]))
-    contexts += [(sop_class, [EXPLICIT_LE, IMPLICIT_LE]) for sop_class in classes]
-    return contexts[:MAX_CONTEXTS]
-
-
-def _batches(instances: Sequence[OutgoingInstance]) -> Iterator[list[OutgoingInstance]]:
-    batch: list[OutgoingInstance] = []
-    classes: set[str] = set()
-    for inst in instances:
-        if inst.sop_class_uid not in classes and len(classes) >= MAX_CONTEXTS // 4:
-            yield batch
-            batch, classes = [], set()
-        classes.add(inst.sop_class_uid)
-        batch.append(inst)
-    if batch:
-        yield batch
-
-
-def _send_one(assoc: Association, inst: OutgoingInstance, accepted: set[str],
-              transcoder: Transcoder | None, move_originator: tuple[str, int] | None
-              ) -> str | None:
-    if not accepted:
-        return f"the modality accepts no transfer syntax for SOP class {inst.sop_class_uid}"
-    data = inst.read()
-    ts = inst.transfer_syntax_uid
-    if ts not in accepted:
-        target = EXPLICIT_LE if EXPLICIT_LE in accepted else sorted(accepted)[0]
-        if ts in UNCOMPRESSED and target in UNCOMPRESSED:
-            data = _reencode(data, target)
-        else:
-            converted = transcoder(data, target) if transcoder is not None else None
-            if converted is None:
-                return (f"the modality does not accept {ts} and no codec plugin can "
-                        f"convert it to {target} (install and enable the codecs plugin)")
-            data = converted
-    ds = pydicom.dcmread(io.BytesIO(data))
-    kwargs: dict[str, Any] = {}
-    if move_originator is not None:
-        kwargs = {"originator_aet": move_originator[0], "originator_id": move_originator[1]}
-    status = assoc.send_c_store(ds, **kwargs)
-    if "Status" not in status:
-        return "no answer (timeout or association aborted)"
-    if status.Status not in (0x0000, 0xB000, 0xB006, 0xB007):
-        return f"status 0x{status.Status:04X}"
-    return None
-
-
-def _reencode(data: bytes, target: str) -> bytes:
-    """Convert between uncompressed transfer syntaxes (PS3.5 A.1-A.3)."""
-    ds = pydicom.dcmread(io.BytesIO(data))
-    source_little = ds.original_encoding[1]
-    target_little = target != BIG_ENDIAN
-    if source_little != target_little and "PixelData" in ds:
-        # OW pixel data is a stream of 16/32-bit words: swap their bytes (PS3.5 A.2).
-        bits = int(ds.get("BitsAllocated", 8))
-        if bits in (16, 32):
-            words = array.array("H" if bits == 16 else "I", ds.PixelData)
-            words.byteswap()
-            ds.PixelData = words.tobytes()
-    for element in ds.iterall():  # decode every element with its source encoding
-        _ = element.value
-    ds.file_meta.TransferSyntaxUID = UID(target)
-    out = io.BytesIO()
-    dcmwrite(out, ds, implicit_vr=target == IMPLICIT_LE, little_endian=target_little,
-             force_encoding=True)
-    return out.getvalue()
 
 
 def find(modality: Modality, local_aet: str, timeout: int, level: str,

@@ -15,12 +15,14 @@ from isengard_sdk.types import ResourceLevel
 
 from .errors import UnknownResource
 from .jobs import ERROR_NETWORK, JobFailed, RunningJob
-from .scu import OutgoingInstance, PeerError, move, store
+from .scu import OutgoingInstance, PeerError, Transcoder, move, store
 
 if TYPE_CHECKING:
+    from .index import ResourceRow
     from .kernel import Kernel
 
-__all__ = ["register_transfer_jobs", "resolve_instances"]
+__all__ = ["outgoing_instances", "plugin_transcoder", "register_transfer_jobs",
+           "resolve_instances"]
 
 log = logging.getLogger("isengard.transfers")
 
@@ -43,27 +45,41 @@ def resolve_instances(kernel: Kernel, resource_ids: list[str]) -> list[Any]:
     return rows
 
 
+def outgoing_instances(kernel: Kernel, rows: list[ResourceRow]) -> list[OutgoingInstance]:
+    """The instances of ``rows`` as the sender wants them: UIDs and transfer syntax from
+    the index (two queries for all), the file read through the kernel when sent."""
+    ids = [r.internal_id for r in rows]
+    classes = kernel.index.metadata_of(ids, "SopClassUid")
+    syntaxes = kernel.index.metadata_of(ids, "TransferSyntax")
+    return [OutgoingInstance(r.public_id, classes.get(r.internal_id, ""),
+                             syntaxes.get(r.internal_id, ""),
+                             functools.partial(kernel.read_file, r),
+                             r.main_tags.get("SOPInstanceUID", "")) for r in rows]
+
+
+def plugin_transcoder(kernel: Kernel) -> Transcoder:
+    """The ``transcode`` hook as the sender calls it: the first codec plugin answering."""
+    def transcode(data: bytes, target: str) -> bytes | None:
+        answer = kernel.plugins.first("transcode", data=data, transfer_syntax_uid=target)
+        return answer[1] if answer else None
+
+    return transcode
+
+
 def register_transfer_jobs(kernel: Kernel) -> None:
+    transcoder = plugin_transcoder(kernel)
+
     def timeout_of(modality: Any, parameters: dict[str, Any]) -> int:
         requested = parameters.get("Timeout")
         if isinstance(requested, int) and requested > 0:
             return requested
         return modality.timeout or kernel.settings.dicom.timeout
 
-    def transcoder(data: bytes, target: str) -> bytes | None:
-        answer = kernel.plugins.first("transcode", data=data, transfer_syntax_uid=target)
-        return answer[1] if answer else None
-
     def store_job(job: RunningJob) -> dict[str, Any]:
         p = job.parameters
         modality = kernel.modalities.get(p["Modality"])
         rows = resolve_instances(kernel, p["Resources"])
-        ids = [r.internal_id for r in rows]
-        classes = kernel.index.metadata_of(ids, "SopClassUid")
-        syntaxes = kernel.index.metadata_of(ids, "TransferSyntax")
-        outgoing = [OutgoingInstance(r.public_id, classes.get(r.internal_id, ""),
-                                     syntaxes.get(r.internal_id, ""),
-                                     functools.partial(kernel.read_file, r)) for r in rows]
+        outgoing = outgoing_instances(kernel, rows)
         job.content.update({"Description": p.get("Description", "REST API"),
                             "FailedInstancesCount": 0, "InstancesCount": len(rows),
                             "LocalAet": p["LocalAet"], "ParentResources": p["Resources"],

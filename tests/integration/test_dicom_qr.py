@@ -282,3 +282,42 @@ def test_find_with_sequence_matching(isengard_factory, dicom_factory):
     _, everything = c_find(server.dicom_port, "STUDY", aet="X", PatientID="",
                            OtherPatientIDsSequence=[Dataset()])  # empty item: return key
     assert sorted(a.PatientID for a in everything) == ["1CT1", "4MR1"]
+
+
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1",
+                                    "1.2.840.10008.1.2.2"])  # the last through pynetdicom
+def test_find_many_answers_in_every_syntax(isengard_factory, dicom_factory, syntax):
+    """Answers written straight to the socket (little endian) or through pynetdicom (big
+    endian): the same answers, every one complete, with a requester whose maximum PDU
+    forces answers across several PDUs and writes."""
+    server = isengard_factory({"dicom": {"always_allow_find": True}})
+    expected = {}
+    for n in range(120):
+        ds = dicom_factory.dataset(PatientID=f"MANY{n:03d}", PatientName=f"Many^Número{n}",
+                                   StudyDescription="x" * (n % 7), StudyDate="20240101")
+        server.upload(dicom_factory.encode(ds))
+        expected[ds.StudyInstanceUID] = (f"MANY{n:03d}", f"Many^Número{n}", "x" * (n % 7))
+    ae = AE(ae_title="X")
+    ae.maximum_pdu_size = 64  # ~2 answers' worth of bytes cut in small PDUs
+    ae.add_requested_context(STUDY_FIND, [syntax])
+    assoc = ae.associate("127.0.0.1", server.dicom_port, ae_title="ISENGARD")
+    assert assoc.is_established
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.PatientID = "MANY*"
+    query.PatientName = ""
+    query.StudyDescription = ""
+    query.StudyInstanceUID = ""
+    query.NumberOfStudyRelatedInstances = ""
+    statuses, got = [], {}
+    for status, identifier in assoc.send_c_find(query, STUDY_FIND):
+        statuses.append(int(status.Status))
+        if identifier is not None:
+            assert identifier.SpecificCharacterSet == "ISO_IR 192"
+            assert identifier.NumberOfStudyRelatedInstances == 1
+            got[identifier.StudyInstanceUID] = (identifier.PatientID,
+                                                str(identifier.PatientName),
+                                                identifier.StudyDescription or "")
+    assoc.release()
+    assert statuses == [0xFF00] * 120 + [0x0000]
+    assert got == expected

@@ -231,3 +231,107 @@ def test_the_first_party_codecs_plugin_decompresses(isengard_factory, explicit_p
     answer = server.post("/modalities/peer/store", json=[instance["ID"]]).json()
     assert answer["FailedInstancesCount"] == 0
     assert explicit_peer.received == ["1.2.840.10008.1.2.1"]
+
+
+# -- the stored bytes go out as they are; peers that refuse, fail, hang or abort ---------
+
+@pytest.fixture
+def destinations():
+    from tests.integration.test_dicom_move import Destination
+
+    started: list[Destination] = []
+
+    def start(**options) -> Destination:
+        started.append(Destination(**options))
+        return started[-1]
+
+    yield start
+    for destination in started:
+        destination.stop()
+
+
+def sender_to(isengard_factory, destination, **modality):
+    return isengard_factory({"modalities": {"dest": {
+        "aet": "DEST", "host": "127.0.0.1", "port": destination.port, **modality}}})
+
+
+@pytest.mark.dcmtk
+def test_store_to_dcmtk_storescp_sends_the_stored_data_sets(isengard_factory,
+                                                            dicom_factory, tmp_path):
+    import subprocess
+
+    from isengard_sdk.testing import dcmtk_tool
+    from tests.integration.dicom_helpers import DCMTK_ENV, free_port, split_part10
+    from tests.integration.test_dicom_qr import _listening
+
+    files = [sample("CT_small.dcm"), sample("MR_small_bigendian.dcm"),
+             dicom_factory.instance(rows=300, columns=301, bits=8)]
+    port = free_port()
+    scp = subprocess.Popen([dcmtk_tool("storescp"), "-aet", "STORESCP", "+B", "-od",
+                            str(tmp_path), str(port)], env=DCMTK_ENV,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        server = isengard_factory({"modalities": {
+            "storescp": ["STORESCP", "127.0.0.1", port]}})
+        ids = [server.upload(f)["ID"] for f in files]
+        wait_for(lambda: _listening(port))
+        answer = server.post("/modalities/storescp/store", json=ids).json()
+        assert answer["FailedInstancesCount"] == 0
+        wait_for(lambda: len(list(tmp_path.iterdir())) == len(files))
+    finally:
+        scp.terminate()
+        scp.wait(10)
+    received = sorted(split_part10(p.read_bytes())[1] for p in tmp_path.iterdir())
+    assert received == sorted(dataset_bytes(f) for f in files)
+
+
+def test_store_reports_each_failed_instance(isengard_factory, destinations, dicom_factory):
+    destination = destinations(statuses={"1.2.5.2": 0xA700, "1.2.5.3": 0xB000})
+    server = sender_to(isengard_factory, destination)
+    ids = [server.upload(dicom_factory.instance(SOPInstanceUID=f"1.2.5.{i}"))["ID"]
+           for i in (1, 2, 3)]
+    r = server.post("/modalities/dest/store", json={"Resources": ids})
+    assert r.status_code == 502
+    assert "1 of 3 instance(s) could not be sent" in r.json()["Details"]
+    assert "status 0xA700" in r.json()["Details"]
+    permissive = server.post("/modalities/dest/store",
+                             json={"Resources": ids, "Permissive": True}).json()
+    assert permissive["FailedInstancesCount"] == 1 and permissive["InstancesCount"] == 3
+    assert [r["originator"] for r in destination.received][:1] == [(None, None)]
+
+
+def test_store_to_a_peer_that_rejects_the_association(isengard_factory, destinations,
+                                                      ct_small):
+    server = sender_to(isengard_factory, destinations(calling_aets=["SOMEONE"]))
+    instance = server.upload(ct_small)
+    r = server.post("/modalities/dest/store", json=[instance["ID"]])
+    assert r.status_code == 502 and "rejected the association" in r.json()["Details"]
+
+
+def test_store_to_a_peer_that_aborts(isengard_factory, destinations, dicom_factory):
+    destination = destinations(abort_at=2)
+    server = sender_to(isengard_factory, destination)
+    ids = [server.upload(f)["ID"] for f in dicom_factory.series(3)]
+    r = server.post("/modalities/dest/store", json=ids)
+    assert r.status_code == 502
+    assert "aborted the association (after 1 instance(s) sent)" in r.json()["Details"]
+    assert len(destination.received) == 2
+
+
+def test_store_to_a_peer_that_stops_answering(isengard_factory, destinations, ct_small):
+    """The association is accepted but a C-STORE is never answered: the job fails after
+    the timeout, and the server keeps serving meanwhile."""
+    destination = destinations(hold=1)
+    server = sender_to(isengard_factory, destination, timeout=1)
+    instance = server.upload(ct_small)
+    job = server.post("/modalities/dest/store",
+                      json={"Resources": [instance["ID"]], "Asynchronous": True}).json()
+    assert destination.holding.wait(30)
+    assert server.get("/system").status_code == 200
+    wait_for(lambda: server.get(f"/jobs/{job['ID']}").json()["State"] == "Failure")
+    assert "did not answer the C-STORE" in server.get(f"/jobs/{job['ID']}").json()[
+        "ErrorDetails"]
+    destination.release.set()
+    sync = server.post("/modalities/dest/store", json={"Resources": [instance["ID"]],
+                                                       "Timeout": 1})
+    assert sync.status_code == 200  # released: answered again
