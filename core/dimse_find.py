@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from pydicom.dataelem import DataElement
@@ -22,6 +22,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
 
 from .dimse_fast import _command, _uid, _us, p_data_tf
+from .store_association import send_buffers
 
 __all__ = ["Element", "encode_c_find_rsp", "encode_identifier", "send_find_answers"]
 
@@ -98,12 +99,8 @@ def send_find_answers(assoc: Any, context_id: int, message_id: int, sop_class: s
         size += len(command) + len(identifier)
         sent += 1
         if size >= _FLUSH_AT:
-            _write(sock, pending)
+            send_buffers(sock, pending)
             pending, size = [], 0
     if pending:
-        _write(sock, pending)
+        send_buffers(sock, pending)
     return sent
-
-
-def _write(sock: socket.socket, buffers: Sequence[bytes | memoryview]) -> None:
-    sock.sendall(b"".join(buffers))
