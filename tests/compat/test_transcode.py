@@ -11,19 +11,28 @@ import zipfile
 import numpy as np
 import pydicom
 import pytest
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGLosslessP14,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+)
 
 from tests.conftest import sample
 from tests.plugins.test_hooks import wait_for
 
 pytestmark = pytest.mark.orthanc
 
-JLS_LOSSLESS = "1.2.840.10008.1.2.4.80"
-JLS_NEAR = "1.2.840.10008.1.2.4.81"
-JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
-JPEG_LOSSLESS = "1.2.840.10008.1.2.4.57"
-JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-DEFLATED = "1.2.840.10008.1.2.1.99"
+JLS_LOSSLESS = JPEGLSLossless
+JLS_NEAR = JPEGLSNearLossless
+JPEG_BASELINE = JPEGBaseline8Bit
+JPEG_LOSSLESS = JPEGLosslessP14
+JPEG_LOSSLESS_SV1 = JPEGLosslessSV1
+EXPLICIT_LE = ExplicitVRLittleEndian
+DEFLATED = DeflatedExplicitVRLittleEndian
 # What Debian's Orthanc 1.10 (DCMTK, no JPEG 2000 nor RLE encoder) and Isengard both make.
 TARGETS = [JLS_LOSSLESS, JLS_NEAR, JPEG_BASELINE, JPEG_LOSSLESS, JPEG_LOSSLESS_SV1,
            EXPLICIT_LE, DEFLATED]

@@ -8,22 +8,34 @@ import sys
 
 import numpy as np
 import pytest
+from pydicom.uid import (
+    JPEG2000,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLosslessP14,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+)
 
 from isengard.errors import ConfigError
 from tests.conftest import sample
 
 from .conftest import pixels, psnr, read
 
-RLE = "1.2.840.10008.1.2.5"
-J2K_LOSSLESS = "1.2.840.10008.1.2.4.90"
-J2K = "1.2.840.10008.1.2.4.91"
-JLS_LOSSLESS = "1.2.840.10008.1.2.4.80"
-JLS_NEAR = "1.2.840.10008.1.2.4.81"
-JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
-JPEG_LOSSLESS = "1.2.840.10008.1.2.4.57"
-JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-DEFLATED = "1.2.840.10008.1.2.1.99"
+RLE = RLELossless
+J2K_LOSSLESS = JPEG2000Lossless
+J2K = JPEG2000
+JLS_LOSSLESS = JPEGLSLossless
+JLS_NEAR = JPEGLSNearLossless
+JPEG_BASELINE = JPEGBaseline8Bit
+JPEG_LOSSLESS = JPEGLosslessP14
+JPEG_LOSSLESS_SV1 = JPEGLosslessSV1
+EXPLICIT_LE = ExplicitVRLittleEndian
+DEFLATED = DeflatedExplicitVRLittleEndian
 
 LOSSLESS = [RLE, J2K_LOSSLESS, JLS_LOSSLESS, JPEG_LOSSLESS_SV1, JPEG_LOSSLESS]
 # (file, what it covers)
