@@ -15,7 +15,7 @@ from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     JPEGBaseline8Bit,
-    JPEGLosslessP14,
+    JPEGLossless,
     JPEGLosslessSV1,
     JPEGLSLossless,
     JPEGLSNearLossless,
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.orthanc
 JLS_LOSSLESS = JPEGLSLossless
 JLS_NEAR = JPEGLSNearLossless
 JPEG_BASELINE = JPEGBaseline8Bit
-JPEG_LOSSLESS = JPEGLosslessP14
+JPEG_LOSSLESS = JPEGLossless
 JPEG_LOSSLESS_SV1 = JPEGLosslessSV1
 EXPLICIT_LE = ExplicitVRLittleEndian
 DEFLATED = DeflatedExplicitVRLittleEndian

@@ -14,7 +14,7 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
-    JPEGLosslessP14,
+    JPEGLossless,
     JPEGLosslessSV1,
     JPEGLSLossless,
     JPEGLSNearLossless,
@@ -32,7 +32,7 @@ J2K = JPEG2000
 JLS_LOSSLESS = JPEGLSLossless
 JLS_NEAR = JPEGLSNearLossless
 JPEG_BASELINE = JPEGBaseline8Bit
-JPEG_LOSSLESS = JPEGLosslessP14
+JPEG_LOSSLESS = JPEGLossless
 JPEG_LOSSLESS_SV1 = JPEGLosslessSV1
 EXPLICIT_LE = ExplicitVRLittleEndian
 DEFLATED = DeflatedExplicitVRLittleEndian
