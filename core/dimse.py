@@ -23,7 +23,7 @@ from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import AssociationServer
 
-from . import dimse_wakeup
+from . import dimse_receive, dimse_wakeup
 from .config import DicomSettings
 from .dimse_fast import install_fast_store_response, tune_connection
 from .dimse_qr import QR_SOP_CLASSES
@@ -236,6 +236,7 @@ class DicomServer:
         # Nagle's delay. pynetdicom's AssociationSocket wraps the accepted socket.
         tune_connection(event.assoc)
         dimse_wakeup.install(event.assoc)
+        dimse_receive.install(event.assoc, self._receive)
 
     def _on_accepted(self, event: Any) -> None:
         assoc = event.assoc
@@ -294,7 +295,25 @@ class DicomServer:
         return STATUS_SUCCESS
 
     def _on_store(self, event: Any) -> Dataset | int:
-        assoc = event.assoc
+        """EVT_C_STORE: the C-STOREs that dimse_receive leaves to pynetdicom (DEBUG
+        logging of pynetdicom on)."""
+        request = event.request
+        status, comment = self._receive(
+            event.assoc, str(event.context.transfer_syntax), str(request.AffectedSOPClassUID),
+            str(request.AffectedSOPInstanceUID),
+            [memoryview(event.encoded_dataset(include_meta=False))])
+        if status == STATUS_SUCCESS:
+            return status
+        answer = Dataset()
+        answer.Status = status
+        # LO (PS3.5 6.2): at most 64 characters, a backslash would split the value.
+        answer.ErrorComment = comment.replace("\\", "/")[:64]
+        return answer
+
+    def _receive(self, assoc: Any, transfer_syntax: str, sop_class: str, sop_instance: str,
+                 fragments: list[memoryview]) -> tuple[int, str]:
+        """One received C-STORE → (status, error comment). Called by dimse_receive on
+        the association's DUL thread, or by :meth:`_on_store`."""
         stats = self._stats.get(id(assoc))
         # CalledAET is the title the peer asked for (Orthanc records it too): with
         # check_called_aet off, a server answers to any title.
@@ -314,16 +333,17 @@ class DicomServer:
                                  "the server is shutting down: send the instance again later",
                                  origin)
         try:
-            return self._store(event, stats, origin)
+            data = _part10_bytes(sop_class, sop_instance, transfer_syntax, origin.remote_aet,
+                                 fragments)
+            return self._store(data, stats, origin)
         finally:
             with self._idle:
                 self._in_flight -= 1
                 self._idle.notify_all()
 
-    def _store(self, event: Any, stats: _AssociationStats | None,
-               origin: Origin) -> Dataset | int:
+    def _store(self, data: bytes, stats: _AssociationStats | None,
+               origin: Origin) -> tuple[int, str]:
         try:
-            data = _part10_bytes(event, origin.remote_aet)
             outcome, parsed = self._ingest().ingest(data, origin)
         except InvalidDicomError as exc:
             return self._failure(stats, STATUS_CANNOT_UNDERSTAND, str(exc), origin)
@@ -341,20 +361,16 @@ class DicomServer:
                 stats.already += 1
         log.debug("C-STORE %s from %s: %s", parsed.sop_instance_uid, origin.remote_aet,
                   outcome.status)
-        return STATUS_SUCCESS
+        return STATUS_SUCCESS, ""
 
     @staticmethod
     def _failure(stats: _AssociationStats | None, status: int, reason: str,
-                 origin: Origin) -> Dataset:
+                 origin: Origin) -> tuple[int, str]:
         if stats is not None:
             stats.rejected += 1
         log.warning("C-STORE from %s (%s) refused: %s", origin.remote_aet, origin.remote_ip,
                     reason)
-        answer = Dataset()
-        answer.Status = status
-        # LO (PS3.5 6.2): at most 64 characters, a backslash would split the value.
-        answer.ErrorComment = reason.replace("\\", "/")[:64]
-        return answer
+        return status, reason
 
 
 def _called_aet(assoc: Any) -> str:
@@ -393,21 +409,19 @@ class _SharedContexts(list):  # type: ignore[type-arg]
         return list(self)
 
 
-def _part10_bytes(event: Any, calling_aet: str) -> bytes:
+def _part10_bytes(sop_class: str, sop_instance: str, transfer_syntax: str,
+                  calling_aet: str, fragments: list[memoryview]) -> bytes:
     """The received data set, untouched, behind a PS3.10 preamble and file meta.
 
     The meta takes the SOP class and instance from the C-STORE request and the transfer
     syntax from the presentation context; we name this server as the writer
     (Implementation Class UID, PS3.10 7.1) and, as DCMTK's storescp does, the sender as
     Source Application Entity Title. Encoded by hand: it is on the hot path of every
-    C-STORE, and pydicom's generic writer costs about a millisecond.
+    C-STORE, and pydicom's generic writer costs about a millisecond. The fragments are
+    joined once, into the file's bytes.
     """
-    request = event.request
-    dataset = event.encoded_dataset(include_meta=False)
-    meta = encode_file_meta_group(str(request.AffectedSOPClassUID),
-                                  str(request.AffectedSOPInstanceUID),
-                                  str(event.context.transfer_syntax), calling_aet)
-    return b"".join((b"\x00" * 128, b"DICM", meta, dataset))
+    meta = encode_file_meta_group(sop_class, sop_instance, transfer_syntax, calling_aet)
+    return b"".join((b"\x00" * 128, b"DICM", meta, *fragments))
 
 
 def _element(tag: int, vr: bytes, value: bytes, pad: bytes) -> bytes:

@@ -41,7 +41,7 @@ def _us(tag: int, value: int) -> bytes:
 
 
 def _ae(tag: int, aet: str) -> bytes:
-    value = aet.encode("ascii")
+    value = aet.encode("ascii", "replace")
     if len(value) % 2:
         value += b" "
     return struct.pack("<HHI", tag >> 16, tag & 0xFFFF, len(value)) + value
@@ -152,14 +152,17 @@ def send_move_pending(assoc: Any, context_id: int, message_id: int, sop_class: s
 
 
 def encode_c_store_rsp(message_id: int, sop_class: str, sop_instance: str,
-                       status: int) -> bytes:
-    """The encoded command set of a C-STORE-RSP (implicit VR little endian)."""
+                       status: int, *, error_comment: str = "") -> bytes:
+    """The encoded command set of a C-STORE-RSP (implicit VR little endian); an error
+    comment (LO: at most 64 characters, no backslash) goes with a failure status."""
+    comment = error_comment.replace("\\", "/")[:64]
     return _command(
         _uid(0x00000002, sop_class),
         _us(0x00000100, 0x8001),  # CommandField: C-STORE-RSP
         _us(0x00000120, message_id),  # MessageIDBeingRespondedTo
         _us(0x00000800, 0x0101),  # CommandDataSetType: no data set
         _us(0x00000900, status),
+        _ae(0x00000902, comment) if comment else b"",  # ErrorComment, LO like AE
         _uid(0x00001000, sop_instance),
     )
 
