@@ -23,6 +23,7 @@ from isengard_sdk.types import ResourceLevel
 
 from .dicom_tags import main_tags_of
 from .errors import InvalidDicomError
+from .header_reader import read_header
 from .identifiers import InstanceIdentifiers
 from .version import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
@@ -81,17 +82,13 @@ def parse_dicom_bytes(data: bytes) -> ParsedInstance:
         elif parsed.header is not None:
             parsed.header = data
         return parsed
-    stream = io.BytesIO(data)
-    try:
-        ds = pydicom.dcmread(stream, stop_before_pixels=True)
-        offset = stream.tell()
-    except (PydicomInvalidDicomError, EOFError, ValueError, KeyError, struct.error,
-            NotImplementedError, OSError, IndexError,
-            zlib.error) as exc:  # zlib: a "deflated" data set that is not a deflate stream
-        raise InvalidDicomError(
-            f"cannot parse an invalid DICOM file (size: {len(data)} bytes): {exc}"
-        ) from exc
-    _check_last_element_complete(ds, data)
+    fast = read_header(data)  # it checks that every element it read is complete
+    if fast is not None:
+        ds, pixel_at = fast
+        offset = len(data) if pixel_at is None else pixel_at
+    else:
+        ds, offset = _read_with_pydicom(data)
+        _check_last_element_complete(ds, data)
     ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "").strip()
     if not ts:
         raise InvalidDicomError("the file meta information has no TransferSyntaxUID (0002,0010)")
@@ -141,6 +138,21 @@ def parse_dicom_bytes(data: bytes) -> ParsedInstance:
         header=header,
     )
 
+
+
+def _read_with_pydicom(data: bytes) -> tuple[Dataset, int]:
+    """pydicom's reader, for what :func:`read_header` leaves to it: the data set up to the
+    pixel data, and where it stopped."""
+    stream = io.BytesIO(data)
+    try:
+        ds = pydicom.dcmread(stream, stop_before_pixels=True)
+        return ds, stream.tell()
+    except (PydicomInvalidDicomError, EOFError, ValueError, KeyError, struct.error,
+            NotImplementedError, OSError, IndexError,
+            zlib.error) as exc:  # zlib: a "deflated" data set that is not a deflate stream
+        raise InvalidDicomError(
+            f"cannot parse an invalid DICOM file (size: {len(data)} bytes): {exc}"
+        ) from exc
 
 def _check_pixel_data_complete(data: bytes, offset: int, ts: str) -> None:
     """Verify that the pixel data element announced at ``offset`` fits in ``data``."""
