@@ -8,6 +8,7 @@ Every write is one short transaction.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -746,13 +747,27 @@ def _constraint_sql(c: Constraint) -> tuple[str, list[Any]]:
     low, high = c.values
     parts = ["1"]  # plain string comparison, as Orthanc: "" matches "-b"
     params = []
+    # Date and time bounds (digits and punctuation) also bound value_norm, the indexed
+    # column: then SQLite reads the range from the index instead of every value of the
+    # tag. A value matching the comparison on d.value always lies within those bounds
+    # (upper-casing moves no character across a digit).
+    sargable = all(_RANGE_BOUND.fullmatch(bound) for bound in (low, high))
     if low:
+        if sargable:
+            parts.append("d.value_norm >= ?")
+            params.append(low)
         parts.append("d.value >= ?")
         params.append(low)
     if high:
+        if sargable:
+            parts.append("d.value_norm <= ?")
+            params.append(high + "\U0010ffff")
         parts.append("substr(d.value, 1, ?) <= ?")
         params += [len(high), high]
     return "(" + " AND ".join(parts) + ")", params
+
+
+_RANGE_BOUND = re.compile(r"[0-9.:+\- ]*")
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

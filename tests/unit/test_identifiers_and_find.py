@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from isengard.errors import BadRequest
 from isengard.find import Constraint, parse_constraint, resolve_keyword
 from isengard.identifiers import InstanceIdentifiers, format_sha1, is_valid_id
+from isengard.index.schema import SCHEMA
+from isengard.index.sqlite import _constraint_sql
 
 
 def test_orthanc_identifiers_of_ct_small():
@@ -67,3 +71,27 @@ def test_tag_names():
     assert resolve_keyword("00100020") == "PatientID"
     with pytest.raises(BadRequest, match="unknown DICOM tag"):
         resolve_keyword("NotATag")
+
+
+_STORED = ["", "2019", "20191231", "20200101", "20200101120000", "20200615", "20201231",
+           "20201231.5", "2020123a", "2020ab01", "2020éÿ", "20210101", "2021", "abc", "ÿ",
+           "095959.123", "1000", "100001", "0959"]
+
+
+@pytest.mark.parametrize("bounds", [("20200101", "20201231"), ("", "20201231"),
+                                    ("20200101", ""), ("2020", "2020"), ("", "1000"),
+                                    ("0959", "100000"), ("a", "z"), ("2020a", "2020Z")])
+def test_range_sql_matches_the_python_matcher(bounds):
+    """The index's SQL (with its value_norm bounds for the B-tree) selects exactly what
+    Constraint.matches accepts, odd stored values included."""
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(SCHEMA)
+    conn.executemany("INSERT INTO dicom_identifiers(internal_id, tag, value, value_norm) "
+                     "VALUES (?, 'StudyDate', ?, ?)",
+                     [(i, v, v.upper()) for i, v in enumerate(_STORED)])
+    constraint = Constraint("StudyDate", "range", bounds, False)
+    condition, params = _constraint_sql(constraint)
+    selected = {v for (v,) in conn.execute(
+        f"SELECT d.value FROM dicom_identifiers d WHERE d.tag = 'StudyDate' AND {condition}",
+        params)}
+    assert selected == {v for v in _STORED if constraint.matches(v)}
