@@ -12,6 +12,7 @@ import re
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -76,6 +77,10 @@ class NewInstanceRecord:
     series_metadata: dict[str, str] = field(default_factory=dict)
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that can be weakly referenced (sqlite3.Connection cannot)."""
+
+
 class SQLiteIndex:
     """Thread-safe SQLite index of patients, studies, series and instances."""
 
@@ -86,7 +91,11 @@ class SQLiteIndex:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._write_lock = threading.RLock()
         self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
+        # The readers of live threads: a thread's connection closes when the thread ends
+        # (its thread-local slot goes, nothing else holds it). Every association runs
+        # in new threads: keeping their readers would grow by one connection (and its
+        # page cache, up to 4 MB) per association, for ever.
+        self._readers: weakref.WeakSet[sqlite3.Connection] = weakref.WeakSet()
         self._readers_lock = threading.Lock()
         self._closed = False
         self._writer = self._connect()
@@ -102,7 +111,7 @@ class SQLiteIndex:
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
-                               timeout=30.0)
+                               timeout=30.0, factory=_Connection)
         conn.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: a commit survives a crash of the process; after a power loss the
         # last commits may roll back (the files themselves are flushed by the storage
@@ -127,7 +136,7 @@ class SQLiteIndex:
             conn.execute("PRAGMA cache_size=-4000")
             self._local.conn = conn
             with self._readers_lock:
-                self._readers.append(conn)
+                self._readers.add(conn)
         return conn
 
     @contextmanager
@@ -156,7 +165,7 @@ class SQLiteIndex:
         with self._write_lock:
             self._closed = True
             with self._readers_lock:
-                for conn in self._readers:
+                for conn in list(self._readers):
                     conn.close()
                 self._readers.clear()
             try:
