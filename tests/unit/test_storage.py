@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import os
+import uuid
 
 import pytest
 
-from isengard.storage import COMPRESSION_ZLIB, FilesystemStorageArea
+from isengard.storage import COMPRESSION_ZLIB, FILES_PER_FOLDER, FilesystemStorageArea
 
 
 def test_write_read_layout_and_md5(tmp_path):
@@ -49,3 +50,18 @@ def test_leftover_temporary_files_are_cleaned(tmp_path):
     (tmp_path / "ab" / "cd").mkdir(parents=True)
     (tmp_path / "ab" / "cd" / ".abcd.tmp").write_bytes(b"half")
     assert area.cleanup_temporary_files() == 1
+
+
+def test_consecutive_files_share_a_folder_and_names_stay_uuid4(tmp_path):
+    area = FilesystemStorageArea(tmp_path, sync=False)
+    count = 2 * FILES_PER_FOLDER + 10
+    names = [area.write(b"x").uuid for _ in range(count)]
+    assert len(set(names)) == count
+    for name in names:
+        parsed = uuid.UUID(name)
+        assert parsed.version == 4 and str(parsed) == name
+    folders = [name[:4] for name in names]
+    assert len(set(folders[:FILES_PER_FOLDER])) == 1
+    # a new folder is drawn after each batch (the same one again: 1 chance in 65,536)
+    assert len(set(folders)) >= 2
+    assert sum(1 for _ in tmp_path.glob("*/*")) == len(set(folders))
