@@ -93,6 +93,9 @@ class _AssociationStats:
     rejected: int = 0
     bytes: int = 0
     reasons: list[str] = field(default_factory=list)
+    # Whether the caller may store, decided at its first C-STORE: the caller does not
+    # change during an association (a modality edited meanwhile applies to the next).
+    may_store: bool | None = None
 
 
 class DicomServer:
@@ -319,7 +322,12 @@ class DicomServer:
         # check_called_aet off, a server answers to any title.
         origin = Origin(kind="DicomProtocol", remote_aet=assoc.requestor.ae_title,
                         called_aet=_called_aet(assoc), remote_ip=assoc.requestor.address)
-        if not self._allowed(assoc, "store"):
+        may_store = stats.may_store if stats is not None else None
+        if may_store is None:
+            may_store = self._allowed(assoc, "store")
+            if stats is not None:
+                stats.may_store = may_store
+        if not may_store:
             return self._failure(stats, STATUS_NOT_AUTHORIZED,
                                  f"{origin.remote_aet} may not store here: declare it under "
                                  "`modalities:` with allow_store, or set "

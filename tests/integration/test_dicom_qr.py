@@ -255,7 +255,8 @@ def test_echo_and_store_rights(isengard_factory, dicom_peer, dicom_factory, capl
     assert DicomPeer("STRANGER").echo(server.dicom_port) == 0x0124
     assert DicomPeer("STRANGER").store(server.dicom_port, files) == [0x0124]
     assert DicomPeer("READONLY").echo(server.dicom_port) == 0
-    assert DicomPeer("READONLY").store(server.dicom_port, files) == [0x0124]
+    # refused for every C-STORE of the association (decided once per association)
+    assert DicomPeer("READONLY").store(server.dicom_port, files * 2) == [0x0124] * 2
     assert "READONLY may not store here" in caplog.text
     assert DicomPeer("TRUSTED").store(server.dicom_port, files) == [0]
     assert server.get("/statistics").json()["CountInstances"] == 1
