@@ -77,8 +77,8 @@ class Ingest:
             raise
         if outcome.status != "Success":  # lost a race with another association
             self.storage.remove(info.uuid)
-        if outcome.replaced_file:
-            self.storage.remove(outcome.replaced_file)
+        for replaced in outcome.replaced_files:
+            self.storage.remove(replaced)
         return outcome, parsed
 
     @staticmethod

@@ -59,7 +59,9 @@ class AttachmentRow:
 class StoreOutcome:
     status: str  # "Success" or "AlreadyStored"
     ids: tuple[str, str, str, str]  # patient, study, series, instance
-    replaced_file: str | None = None  # uuid of a file overwritten (to delete from storage)
+    # uuids of the files of an overwritten instance (its DICOM file and its user
+    # attachments), to delete from storage once the new one is committed
+    replaced_files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,7 @@ class SQLiteIndex:
         """Insert one instance (creating missing parents) in one transaction."""
         now = now_iso()
         deadline = time.time() + self.stable_age
-        replaced: str | None = None
+        replaced: tuple[str, ...] = ()
         with self._transaction() as conn:
             existing = conn.execute(
                 "SELECT internal_id FROM resources WHERE public_id = ? AND level = 3",
@@ -198,11 +200,8 @@ class SQLiteIndex:
             if existing is not None:
                 if not overwrite:
                     return StoreOutcome("AlreadyStored", record.ids)
-                row = conn.execute(
-                    "SELECT uuid FROM attached_files WHERE internal_id = ? AND file_type = ?",
-                    (existing[0], DICOM_ATTACHMENT),
-                ).fetchone()
-                replaced = row[0] if row else None
+                replaced = tuple(uuid for (uuid,) in conn.execute(
+                    "SELECT uuid FROM attached_files WHERE internal_id = ?", (existing[0],)))
                 conn.execute("DELETE FROM resources WHERE internal_id = ?", (existing[0],))
             parent: int | None = None
             created: list[ResourceLevel] = []

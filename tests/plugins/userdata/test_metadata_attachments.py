@@ -174,3 +174,18 @@ def test_deleting_a_resource_removes_its_attachments(server, level):
     assert s.delete(f"/{level}/{CT[level]}").status_code == 200
     # deleting the only instance empties every level above it
     assert _storage_files(s) == set()
+
+
+def test_overwriting_an_instance_removes_its_attachments(isengard_factory, ct_small):
+    """With overwrite_instances the old instance goes, with its attachments (as
+    Orthanc's OverwriteInstances deletes the old instance): none of its files stay."""
+    s = isengard_factory({**CONFIG, "overwrite_instances": True})
+    s.upload(ct_small)
+    s.put(f"/instances/{CT['instances']}/attachments/report", content=b"old report")
+    s.put(f"/series/{CT['series']}/attachments/report", content=b"series report")
+    assert len(_storage_files(s)) == 3
+    assert s.upload(ct_small)["Status"] == "Success"
+    assert s.get(f"/instances/{CT['instances']}/attachments").json() == ["dicom"]
+    assert s.get(f"/series/{CT['series']}/attachments").json() == ["report"]
+    # the new DICOM file and the series' report
+    assert len(_storage_files(s)) == 2
