@@ -27,8 +27,8 @@ from .header_reader import read_header
 from .identifiers import InstanceIdentifiers
 from .version import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
-__all__ = ["ParsedInstance", "has_file_meta", "parse_dicom_bytes", "parse_header",
-           "read_dataset"]
+__all__ = ["ParsedInstance", "add_file_meta", "has_file_meta", "parse_dicom_bytes",
+           "parse_header", "read_dataset"]
 
 # Headers of files without pixel data (SR, PDF, RT …) are kept only up to this size;
 # bigger ones (an encapsulated PDF) are read from storage when their tags are asked for.
@@ -71,7 +71,7 @@ def parse_dicom_bytes(data: bytes) -> ParsedInstance:
         # A bare dataset without preamble nor file meta (old archives, some CDs): parse
         # it with the PS3.10 header it lacks, but keep and store the bytes received, as
         # Orthanc does (its /header is then empty).
-        with_meta = _add_file_meta(data)
+        with_meta = add_file_meta(data)
         parsed = parse_dicom_bytes(with_meta)
         prefix = len(with_meta) - len(data)
         parsed.data = data
@@ -207,7 +207,7 @@ def _check_last_element_complete(ds: Dataset, data: bytes) -> None:
         )
 
 
-def _add_file_meta(data: bytes) -> bytes:
+def add_file_meta(data: bytes) -> bytes:
     """Prefix a bare dataset (no preamble, no ``DICM``) with a PS3.10 preamble and meta."""
     not_dicom = InvalidDicomError(
         f"not a DICOM file (size: {len(data)} bytes): no 'DICM' prefix and the bytes "

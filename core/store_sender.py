@@ -22,7 +22,7 @@ from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID
 from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS
 
-from .dicom_file import _add_file_meta, has_file_meta
+from .dicom_file import add_file_meta, has_file_meta
 from .errors import IsengardError
 from .modalities import Modality
 from .store_association import PeerError, StoreAssociation
@@ -174,7 +174,7 @@ def prepare_dataset(inst: OutgoingInstance, accepted: dict[str, int],
     if ts in accepted:
         return accepted[ts], memoryview(data)[offset:], sop_instance
     target = EXPLICIT_LE if EXPLICIT_LE in accepted else sorted(accepted)[0]
-    part10 = data if offset else _add_file_meta(data)
+    part10 = data if offset else add_file_meta(data)
     if ts in UNCOMPRESSED and target in UNCOMPRESSED:
         converted = reencode(part10, target)
     else:
