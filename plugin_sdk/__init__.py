@@ -1,12 +1,14 @@
 """The stable contract between Isengard and its plugins.
 
 Plugins import only this package: ``hookimpl`` to mark hook implementations, the value
-types they receive, :class:`Context`, and :func:`load_settings` for their own config.
+types they receive, :class:`Context`, :func:`load_settings` for their own config, and
+:class:`OrthancJSON` / :func:`query_flag` for routes that answer as Orthanc's REST API.
 """
 
 from .context import AttachmentInfo, Context, IngestResult, JobHandle, KernelServices, ServerInfo
 from .errors import HttpError
 from .hookspecs import hookimpl
+from .http import OrthancJSON, query_flag
 from .settings import SettingsError, load_settings
 from .types import (
     Change,
@@ -30,6 +32,7 @@ __all__ = [
     "IngestResult",
     "JobHandle",
     "KernelServices",
+    "OrthancJSON",
     "ResourceLevel",
     "ServerInfo",
     "SettingsError",
@@ -38,4 +41,5 @@ __all__ = [
     "StoredInstance",
     "hookimpl",
     "load_settings",
+    "query_flag",
 ]

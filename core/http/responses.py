@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
-from starlette.responses import Response
 
+from isengard_sdk.http import OrthancJSON, query_flag
 from isengard_sdk.types import ResourceLevel
 
 from ..errors import BadRequest, UnknownResource
@@ -17,15 +16,6 @@ if TYPE_CHECKING:
 
 __all__ = ["OrthancJSON", "error_response", "kernel_of", "level_of", "query_flag",
            "query_int"]
-
-
-class OrthancJSON(Response):
-    """JSON pretty-printed as Orthanc does (3-space indent), UTF-8."""
-
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return json.dumps(content, indent=3, ensure_ascii=False).encode("utf-8")
 
 
 # Orthanc's error codes (OrthancFramework/Sources/Enumerations.h), with their messages.
@@ -73,14 +63,6 @@ def level_of(request: Request) -> ResourceLevel:
     if level is None:
         raise UnknownResource(f"unknown URI {request.url.path}")
     return level
-
-
-def query_flag(request: Request, name: str) -> bool:
-    """Orthanc's boolean query arguments: present (``?expand``) or ``=true``/``=1``."""
-    if name not in request.query_params:
-        return False
-    value = request.query_params[name].strip().lower()
-    return value in ("", "true", "1", "yes")
 
 
 def query_int(request: Request, name: str, default: int) -> int:

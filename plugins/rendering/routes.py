@@ -8,7 +8,6 @@ event loop, then read, decode and encode in a worker thread.
 from __future__ import annotations
 
 import gzip
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from isengard_sdk import HttpError, KernelServices, ResourceLevel
+from isengard_sdk import HttpError, KernelServices, OrthancJSON, ResourceLevel
 
 from . import encoding, processing
 from .decoding import InstancePixels
@@ -31,12 +30,6 @@ FRAME_OPERATIONS = ["image-int16", "image-uint16", "image-uint8", "matlab", "num
                     "preview", "raw", "raw.gz", "rendered"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-def _json(content: Any) -> Response:
-    # Orthanc pretty-prints its JSON with 3 spaces.
-    return Response(json.dumps(content, indent=3),
-                    media_type="application/json; charset=utf-8")
 
 
 def _bad_argument(name: str, expected: str, raw: str) -> HttpError:
@@ -156,11 +149,11 @@ class RenderingRoutes:
             except ValueError:
                 return 1
 
-        return _json(list(range(await run_in_threadpool(count))))
+        return OrthancJSON(list(range(await run_in_threadpool(count))))
 
     async def frame_operations(self, request: Request) -> Response:
         _frame(request)
-        return _json(FRAME_OPERATIONS)
+        return OrthancJSON(FRAME_OPERATIONS)
 
     async def raw(self, request: Request) -> Response:
         instance_id, frame = request.path_params["id"], _frame(request)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,7 +10,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from isengard_sdk import AttachmentInfo, HttpError, KernelServices, ResourceLevel
+from isengard_sdk import (
+    AttachmentInfo,
+    HttpError,
+    KernelServices,
+    OrthancJSON,
+    ResourceLevel,
+    query_flag,
+)
 
 __all__ = ["OPERATIONS", "build_routes"]
 
@@ -34,18 +40,6 @@ def _target(request: Request) -> tuple[ResourceLevel, str]:
 
 def _empty() -> Response:
     return Response(b"", media_type="text/plain")  # Orthanc: 200 with an empty text body
-
-
-def _json(value: Any) -> Response:
-    """JSON as Orthanc prints it (3-space indent)."""
-    return Response(json.dumps(value, indent=3, ensure_ascii=False).encode("utf-8"),
-                    media_type="application/json")
-
-
-def _flag(request: Request, name: str) -> bool:
-    if name not in request.query_params:
-        return False
-    return request.query_params[name].strip().lower() in ("", "true", "1", "yes")
 
 
 def _info_json(info: AttachmentInfo) -> dict[str, Any]:
@@ -78,7 +72,7 @@ def build_routes(services: KernelServices) -> list[Route]:
     # -- labels ----------------------------------------------------------------------
 
     async def list_labels(request: Request) -> Response:
-        return _json(await run_in_threadpool(services.labels, *_target(request)))
+        return OrthancJSON(await run_in_threadpool(services.labels, *_target(request)))
 
     async def get_label(request: Request) -> Response:
         """200 (empty) when the resource has the label, 404 otherwise (Orthanc 1.12)."""
@@ -99,13 +93,13 @@ def build_routes(services: KernelServices) -> list[Route]:
         return _empty()
 
     async def all_labels(request: Request) -> Response:
-        return _json(await run_in_threadpool(services.all_labels))
+        return OrthancJSON(await run_in_threadpool(services.all_labels))
 
     # -- attachments -----------------------------------------------------------------
 
     async def list_attachments(request: Request) -> Response:
         found = await run_in_threadpool(services.attachments, *_target(request))
-        return _json(found if _flag(request, "full") else list(found))
+        return OrthancJSON(found if query_flag(request, "full") else list(found))
 
     def info_route(answer: Callable[[AttachmentInfo], Any]) -> Endpoint:
         """A GET route answering from the index record of one attachment."""
@@ -115,7 +109,7 @@ def build_routes(services: KernelServices) -> list[Route]:
                                            request.path_params["name"])
             result = answer(info)
             if isinstance(result, (dict, list)):
-                return _json(result)
+                return OrthancJSON(result)
             return Response(str(result), media_type="text/plain")
 
         return endpoint
@@ -145,7 +139,7 @@ def build_routes(services: KernelServices) -> list[Route]:
         body = await request.body()
         await run_in_threadpool(services.put_attachment, *_target(request),
                                 request.path_params["name"], body)
-        return _json({})
+        return OrthancJSON({})
 
     async def delete_attachment(request: Request) -> Response:
         await run_in_threadpool(services.delete_attachment, *_target(request),
@@ -161,7 +155,7 @@ def build_routes(services: KernelServices) -> list[Route]:
             else:
                 await run_in_threadpool(services.set_attachment_compression, level, rid,
                                         name, method == "compress")
-            return _json({})
+            return OrthancJSON({})
 
         return endpoint
 

@@ -35,6 +35,10 @@ def test_resource_json(isengard_server, ct_small):
     assert [i["ID"] for i in s.get(f"/patients/{CT['patient']}/instances").json()] == \
         [CT["instance"]]
     assert [i["ID"] for i in s.get(f"/studies/{CT['study']}/series").json()] == [CT["series"]]
+    # Orthanc's JSON: 3-space indent, UTF-8, declared as such
+    answer = s.get(f"/patients/{CT['patient']}")
+    assert answer.headers["content-type"] == "application/json; charset=utf-8"
+    assert answer.text.startswith('{\n   "')
 
 
 def test_lists_expand_since_limit(isengard_server, dicom_factory):

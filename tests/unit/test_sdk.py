@@ -13,7 +13,8 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "hooks.md"
 
 def test_all_is_exact():
     public = {n for n in dir(isengard_sdk) if not n.startswith("_")}
-    modules = {"context", "docgen", "errors", "hookspecs", "settings", "testing", "types"}
+    modules = {"context", "docgen", "errors", "hookspecs", "http", "settings", "testing",
+               "types"}
     assert set(isengard_sdk.__all__) == public - modules
 
 
