@@ -22,12 +22,11 @@ from isengard.header_reader import read_header
 
 
 def _part10_samples() -> list[Path]:
-    paths = []
-    for name in pydicom.data.get_testdata_files("*"):
-        path = Path(name)
-        if path.is_file() and path.read_bytes()[128:132] == b"DICM":
-            paths.append(path)
-    return sorted(paths)
+    """The PS3.10 files bundled with pydicom (its folder is read directly:
+    ``get_testdata_files`` would try to download the rest, and CI has no network)."""
+    folder = Path(pydicom.data.__file__).parent / "test_files"
+    return sorted(path for path in folder.rglob("*")
+                  if path.is_file() and path.read_bytes()[128:132] == b"DICM")
 
 
 def _values(ds: Dataset) -> dict[int, object]:
