@@ -83,13 +83,13 @@ def build_routes(services: KernelServices) -> list[Route]:
         return _empty()
 
     async def put_label(request: Request) -> Response:
-        await run_in_threadpool(services.add_label, *_target(request),
-                                request.path_params["label"])
+        level, rid = _target(request)
+        await run_in_threadpool(services.add_label, level, rid, request.path_params["label"])
         return _empty()
 
     async def delete_label(request: Request) -> Response:
-        await run_in_threadpool(services.remove_label, *_target(request),
-                                request.path_params["label"])
+        level, rid = _target(request)
+        await run_in_threadpool(services.remove_label, level, rid, request.path_params["label"])
         return _empty()
 
     async def all_labels(request: Request) -> Response:
@@ -105,7 +105,8 @@ def build_routes(services: KernelServices) -> list[Route]:
         """A GET route answering from the index record of one attachment."""
 
         async def endpoint(request: Request) -> Response:
-            info = await run_in_threadpool(services.attachment_info, *_target(request),
+            level, rid = _target(request)
+            info = await run_in_threadpool(services.attachment_info, level, rid,
                                            request.path_params["name"])
             result = answer(info)
             if isinstance(result, (dict, list)):
@@ -137,12 +138,14 @@ def build_routes(services: KernelServices) -> list[Route]:
 
     async def put_attachment(request: Request) -> Response:
         body = await request.body()
-        await run_in_threadpool(services.put_attachment, *_target(request),
+        level, rid = _target(request)
+        await run_in_threadpool(services.put_attachment, level, rid,
                                 request.path_params["name"], body)
         return OrthancJSON({})
 
     async def delete_attachment(request: Request) -> Response:
-        await run_in_threadpool(services.delete_attachment, *_target(request),
+        level, rid = _target(request)
+        await run_in_threadpool(services.delete_attachment, level, rid,
                                 request.path_params["name"])
         return _empty()
 
