@@ -95,10 +95,10 @@ def _elements(data: bytes, position: int, *, implicit: bool,
             value_start = position + 8
         else:
             group, number, vr_bytes, length = _TAG_VR_LENGTH.unpack_from(data, position)
+            if meta and group != 0x0002:
+                break  # the end of the meta group, whatever encoding follows
             vr = _VRS.get(vr_bytes.decode("latin-1"))
             if vr is None:
-                if meta and group != 0x0002:
-                    break  # the end of the meta group, whatever follows
                 raise _Unusual("unknown VR")
             if vr in _LONG_VRS:
                 if position + 12 > size:
@@ -107,8 +107,6 @@ def _elements(data: bytes, position: int, *, implicit: bool,
                 value_start = position + 12
             else:
                 value_start = position + 8
-        if meta and group != 0x0002:
-            break
         tag = group << 16 | number
         if not meta and tag in _PIXEL_TAGS:
             break
