@@ -25,7 +25,7 @@ from pynetdicom.transport import AssociationServer
 
 from . import dimse_receive, dimse_wakeup
 from .config import DicomSettings
-from .dimse_fast import install_fast_store_response, tune_connection
+from .dimse_fast import tune_connection
 from .dimse_qr import QR_SOP_CLASSES
 from .errors import InstanceRejected, InvalidDicomError, StartupError
 from .ingest import Ingest, Origin
@@ -243,7 +243,6 @@ class DicomServer:
 
     def _on_accepted(self, event: Any) -> None:
         assoc = event.assoc
-        install_fast_store_response(assoc)
         calling = assoc.requestor.ae_title
         address = f"{assoc.requestor.address}:{assoc.requestor.port}"
         with self._lock:
@@ -299,7 +298,7 @@ class DicomServer:
 
     def _on_store(self, event: Any) -> Dataset | int:
         """EVT_C_STORE: the C-STOREs that dimse_receive leaves to pynetdicom (DEBUG
-        logging of pynetdicom on)."""
+        logging of pynetdicom on, a context whose abstract syntax is not the SOP class)."""
         request = event.request
         status, comment = self._receive(
             event.assoc, str(event.context.transfer_syntax), str(request.AffectedSOPClassUID),

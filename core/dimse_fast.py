@@ -5,9 +5,9 @@ generic writer: about a third of the CPU of a small-instance C-STORE (py-spy, se
 docs/performance.md). The command sets sent once per instance (C-STORE-RSP, C-STORE-RQ,
 pending C-MOVE-RSP) are a handful of fixed elements, so we encode them directly (PS3.7
 9.3 and E.1: command set, implicit VR little endian), and cut P-DATA-TF PDUs (PS3.8
-9.3.5, E.2) as buffers for one ``sendmsg``. Anything unusual (an error comment,
-offending elements, DICOM-level debug logging) goes through pynetdicom unchanged. The
-bytes are identical to pynetdicom's (tests/unit/test_dimse_fast.py).
+9.3.5, E.2) as buffers for one ``sendmsg``. The C-STORE-RSP goes out from
+:mod:`.dimse_receive`; with DICOM-level debug logging, messages go through pynetdicom
+unchanged. The bytes are identical to pynetdicom's (tests/unit/test_dimse_fast.py).
 """
 
 from __future__ import annotations
@@ -17,16 +17,14 @@ import socket
 import struct
 from typing import Any
 
-from pynetdicom.dimse_primitives import C_MOVE, C_STORE
+from pynetdicom.dimse_primitives import C_MOVE
 from pynetdicom.pdu_primitives import P_DATA
 
 __all__ = ["decode_command", "encode_c_move_rsp", "encode_c_store_rq", "encode_c_store_rsp",
-           "install_fast_receive", "install_fast_store_response", "on_connection_open",
-           "p_data_tf", "send_move_pending", "tune_connection"]
+           "install_fast_receive", "on_connection_open", "p_data_tf", "send_move_pending",
+           "tune_connection"]
 
 _PYNETDICOM_LOG = logging.getLogger("pynetdicom")
-_OPTIONAL = ("ErrorComment", "OffendingElement", "MoveOriginatorApplicationEntityTitle",
-             "MoveOriginatorMessageID")
 
 
 def _uid(tag: int, uid: str) -> bytes:
@@ -165,29 +163,6 @@ def encode_c_store_rsp(message_id: int, sop_class: str, sop_instance: str,
         _ae(0x00000902, comment) if comment else b"",  # ErrorComment, LO like AE
         _uid(0x00001000, sop_instance),
     )
-
-
-def install_fast_store_response(assoc: Any) -> None:
-    """Route this association's plain C-STORE responses through the fast encoder."""
-    dimse = assoc.dimse
-    original = dimse.send_msg
-
-    def send_msg(primitive: Any, context_id: int) -> None:
-        if (type(primitive) is C_STORE and primitive.MessageIDBeingRespondedTo is not None
-                and primitive.Status is not None
-                and not any(getattr(primitive, name, None) for name in _OPTIONAL)
-                and not _PYNETDICOM_LOG.isEnabledFor(logging.DEBUG)):
-            command = encode_c_store_rsp(
-                int(primitive.MessageIDBeingRespondedTo), str(primitive.AffectedSOPClassUID),
-                str(primitive.AffectedSOPInstanceUID), int(primitive.Status))
-            pdata = P_DATA()
-            # message control header 0x03: command, last fragment (PS3.8 E.2)
-            pdata.presentation_data_value_list.append((context_id, b"\x03" + command))
-            dimse.dul.send_pdu(pdata)
-            return
-        original(primitive, context_id)
-
-    dimse.send_msg = send_msg
 
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
