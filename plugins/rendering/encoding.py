@@ -22,6 +22,12 @@ __all__ = ["JPEG", "PAM", "PNG", "choose_format", "encode"]
 PNG = "image/png"
 JPEG = "image/jpeg"
 PAM = "image/x-portable-arbitrarymap"
+# PNG's row filters followed by zlib's run-length strategy: on grayscale medical images
+# (8 and 16 bits) 3 to 8 times faster than zlib's default strategy, the file within a few
+# per cent of its size (up to 30 % larger on some 16-bit ones); Pillow's default took
+# 16 ms of an 18 ms preview of a 512x512 CT slice. Colour images (photographs, secondary
+# captures) compress poorly that way: they get zlib's fastest level instead.
+Z_RLE = 3
 NOT_ACCEPTABLE = (34, "Cannot send a response which is acceptable according to the "
                       "Accept HTTP header")
 
@@ -86,8 +92,10 @@ def encode(pixels: np.ndarray, media_type: str, *, quality: int = 90) -> bytes:
     buffer = io.BytesIO()
     if media_type == JPEG:
         image.save(buffer, format="JPEG", quality=quality)
+    elif image.mode == "RGB":
+        image.save(buffer, format="PNG", compress_level=1)
     else:
-        image.save(buffer, format="PNG", compress_level=6)
+        image.save(buffer, format="PNG", compress_type=Z_RLE)
     return buffer.getvalue()
 
 

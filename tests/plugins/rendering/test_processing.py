@@ -100,3 +100,28 @@ def test_content_negotiation_without_a_possible_format(accept):
     with pytest.raises(HttpError) as caught:
         encoding.choose_format(accept, sixteen_bits=False)
     assert caught.value.status == 406
+
+
+def _smooth_and_noisy(shape, dtype, high):
+    """Half a gradient (what RLE filters well), half noise (what it does not)."""
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, high, size=shape, dtype=np.int64)
+    rows = shape[0]
+    ramp = np.linspace(0, high - 1, num=shape[1]).astype(np.int64)
+    image[: rows // 2] = ramp if len(shape) == 2 else ramp[:, None]
+    return image.astype(dtype)
+
+
+@pytest.mark.parametrize(("pixels", "mode"), [
+    (_smooth_and_noisy((64, 80), np.uint8, 256), "L"),
+    (_smooth_and_noisy((64, 80), np.uint16, 65536), "I;16"),
+    (_smooth_and_noisy((64, 80), np.int16, 32768) - 16384, "I;16"),
+    (_smooth_and_noisy((64, 80, 3), np.uint8, 256), "RGB"),
+])
+def test_png_is_lossless_whatever_its_compression(pixels, mode):
+    from PIL import Image
+
+    decoded = Image.open(io.BytesIO(encoding.encode(pixels, encoding.PNG)))
+    assert decoded.mode == mode
+    expected = pixels.view(np.uint16) if pixels.dtype == np.int16 else pixels
+    assert np.array_equal(np.asarray(decoded), expected)
