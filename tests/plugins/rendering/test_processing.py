@@ -36,6 +36,27 @@ def test_preview_of_a_flat_image_is_black():
     assert not processing.preview(flat).any()
 
 
+def _preview_by_formula(pixels):
+    """Orthanc's arithmetic applied to every sample (float32, rounded half up)."""
+    low, high = int(pixels.min()), int(pixels.max())
+    scaling = np.float32(255.0) / np.float32(high - low)
+    values = pixels.astype(np.float32) * scaling + np.float32(-low) * scaling
+    return np.clip(np.floor(values + np.float32(0.5)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("pixels", [
+    np.arange(-32768, 32768, dtype=np.int16).reshape(256, 256),  # int16's whole range
+    np.arange(-30000, 30000, dtype=np.int16).reshape(240, 250),  # wider than int16 / 2
+    np.arange(0, 65536, dtype=np.uint16)[::-1].reshape(256, 256).copy(),
+    (np.arange(512 * 512, dtype=np.int64) % 1040 + 24).astype(np.uint16).reshape(512, 512),
+    (np.arange(90_000, dtype=np.int64) * 7919 % 200_001 - 100_000).astype(np.int32
+                                                                          ).reshape(300, 300),
+    np.array([[-5, 3], [7, 1000]], dtype=np.int16),  # more values than samples
+])
+def test_preview_is_the_formula_on_every_sample(pixels):
+    assert np.array_equal(processing.preview(_frame(pixels)), _preview_by_formula(pixels))
+
+
 def test_default_window_is_the_whole_range_of_bits_stored():
     pixels = np.array([[0, 2048, 4095]], dtype=np.uint16)
     rendered = processing.render(_frame(pixels, bits_stored=12))
