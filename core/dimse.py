@@ -208,7 +208,9 @@ class DicomServer:
             # From here on, new connections close themselves (_on_connection_open) and
             # new C-STOREs are refused (_on_store).
             self._stopping = True
-            acceptors = list(self._connections)
+            # Ended associations stay in the set until the garbage collector breaks
+            # their reference cycles: only those not started yet or still running count.
+            acceptors = [a for a in self._connections if a.ident is None or a.is_alive()]
             if not self._idle.wait_for(lambda: self._in_flight == 0, timeout=grace):
                 log.warning("%d C-STORE(s) still being stored after %.0f s at shut-down",
                             self._in_flight, grace)

@@ -125,3 +125,23 @@ def test_stop_during_a_c_store(isengard_factory, dicom_factory):
     # Stored and indexed whatever the peer heard: success, or the abort overtook the
     # answer (no status); never a failure status.
     assert outcome.get("status") in (None, 0x0000)
+
+
+def test_stop_does_not_abort_associations_that_ended(isengard_factory, dicom_peer, caplog):
+    """Ended associations linger in memory until the garbage collector breaks their
+    reference cycles: stop() must not report them as aborted."""
+    import gc
+
+    s = isengard_factory()
+    gc.disable()  # keep the ended associations in memory, as a busy server often does
+    try:
+        for _ in range(3):
+            assert dicom_peer.echo(s.dicom_port, s.aet) == 0
+        wait_for(lambda: not [t for t in threading.enumerate()
+                              if t.name.startswith("AcceptorThread")],
+                 "the released associations' threads to end")
+        with caplog.at_level("INFO", logger="isengard.dicom"):
+            s.stop()
+    finally:
+        gc.enable()
+    assert not [r for r in caplog.records if "aborting" in r.getMessage()]
