@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +27,7 @@ from .schema import SCHEMA, SCHEMA_VERSION
 __all__ = ["AttachmentRow", "ResourceRow", "SQLiteIndex", "StoreOutcome", "now_iso"]
 
 DICOM_ATTACHMENT = 1
+SPARE_READERS = 4  # reader connections kept for new threads
 
 
 def now_iso() -> str:
@@ -79,6 +80,20 @@ class NewInstanceRecord:
     series_metadata: dict[str, str] = field(default_factory=dict)
 
 
+class _Lease:
+    """A thread's reader connection; given back when the thread's locals go."""
+
+    __slots__ = ("conn", "_give_back")
+
+    def __init__(self, conn: sqlite3.Connection,
+                 give_back: Callable[[sqlite3.Connection], None]):
+        self.conn = conn
+        self._give_back = give_back
+
+    def __del__(self) -> None:
+        self._give_back(self.conn)
+
+
 class _Connection(sqlite3.Connection):
     """A connection that can be weakly referenced (sqlite3.Connection cannot)."""
 
@@ -93,11 +108,13 @@ class SQLiteIndex:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._write_lock = threading.RLock()
         self._local = threading.local()
-        # The readers of live threads: a thread's connection closes when the thread ends
-        # (its thread-local slot goes, nothing else holds it). Every association runs
-        # in new threads: keeping their readers would grow by one connection (and its
-        # page cache, up to 4 MB) per association, for ever.
+        # Every reader connection open, for close(). A thread's reader is handed back
+        # when the thread ends (its thread-local lease goes): a few are kept for the
+        # next threads, the others closed. Every association runs in new threads:
+        # keeping all would grow by one connection (and its page cache, up to 4 MB)
+        # per association, for ever.
         self._readers: weakref.WeakSet[sqlite3.Connection] = weakref.WeakSet()
+        self._spares: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
         self._writer = self._connect()
@@ -126,20 +143,34 @@ class SQLiteIndex:
         return conn
 
     def _reader(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
+        lease: _Lease | None = getattr(self._local, "lease", None)
+        if lease is None:
             if self._closed:
                 raise RuntimeError("the index is closed")
-            conn = self._connect()
-            conn.execute("PRAGMA query_only=ON")
-            # One reader per worker thread (up to ~40 under HTTP load): a 32 MB page
-            # cache each made 250 MB with the benchmark's query set; the OS page cache
-            # serves the rest.
-            conn.execute("PRAGMA cache_size=-4000")
-            self._local.conn = conn
             with self._readers_lock:
-                self._readers.add(conn)
-        return conn
+                conn = self._spares.pop() if self._spares else None
+            if conn is None:
+                conn = self._connect()
+                conn.execute("PRAGMA query_only=ON")
+                # One reader per worker thread (up to ~40 under HTTP load): a 32 MB
+                # page cache each made 250 MB with the benchmark's query set; the OS
+                # page cache serves the rest.
+                conn.execute("PRAGMA cache_size=-4000")
+                with self._readers_lock:
+                    self._readers.add(conn)
+            lease = self._local.lease = _Lease(conn, self._give_back)
+        return lease.conn
+
+    def _give_back(self, conn: sqlite3.Connection) -> None:
+        """The reader of a thread that ended: kept for the next new thread (every DICOM
+        association runs in new threads; opening a connection took ~0.5 ms of each),
+        closed beyond ``SPARE_READERS``."""
+        with self._readers_lock:
+            if not self._closed and len(self._spares) < SPARE_READERS:
+                self._spares.append(conn)
+                return
+            self._readers.discard(conn)
+        conn.close()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -170,6 +201,7 @@ class SQLiteIndex:
                 for conn in list(self._readers):
                     conn.close()
                 self._readers.clear()
+                self._spares.clear()
             try:
                 self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error:
