@@ -25,7 +25,7 @@ from pynetdicom.transport import AssociationServer
 
 from . import dimse_receive, dimse_wakeup
 from .config import DicomSettings
-from .dimse_fast import tune_connection
+from .dimse_fast import install_fast_final_responses, tune_connection
 from .dimse_qr import QR_SOP_CLASSES
 from .errors import InstanceRejected, InvalidDicomError, StartupError
 from .ingest import Ingest, Origin
@@ -240,6 +240,7 @@ class DicomServer:
         # Before the first PDU is read, so that A-ASSOCIATE-AC already goes out without
         # Nagle's delay. pynetdicom's AssociationSocket wraps the accepted socket.
         tune_connection(event.assoc)
+        install_fast_final_responses(event.assoc)
         dimse_wakeup.install(event.assoc)
         dimse_receive.install(event.assoc, self._receive)
 

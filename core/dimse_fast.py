@@ -17,12 +17,12 @@ import socket
 import struct
 from typing import Any
 
-from pynetdicom.dimse_primitives import C_MOVE
+from pynetdicom.dimse_primitives import C_ECHO, C_FIND, C_MOVE
 from pynetdicom.pdu_primitives import P_DATA
 
 __all__ = ["decode_command", "encode_c_move_rsp", "encode_c_store_rq", "encode_c_store_rsp",
-           "install_fast_receive", "on_connection_open", "p_data_tf", "send_move_pending",
-           "tune_connection"]
+           "encode_final_response", "install_fast_final_responses", "install_fast_receive",
+           "on_connection_open", "p_data_tf", "send_move_pending", "tune_connection"]
 
 _PYNETDICOM_LOG = logging.getLogger("pynetdicom")
 
@@ -147,6 +147,50 @@ def send_move_pending(assoc: Any, context_id: int, message_id: int, sop_class: s
     pdata = P_DATA()
     pdata.presentation_data_value_list.append((context_id, b"\x03" + command))
     assoc.dul.send_pdu(pdata)
+
+
+_FINAL_FIELDS = {C_FIND: 0x8020, C_ECHO: 0x8030}  # primitive → its response's CommandField
+
+
+def encode_final_response(primitive: Any) -> bytes | None:
+    """The encoded command set of a C-FIND-RSP without identifier or a C-ECHO-RSP, or
+    None for anything else, or with an error comment or offending element (pynetdicom
+    encodes those)."""
+    field = _FINAL_FIELDS.get(type(primitive))
+    if (field is None or primitive.MessageIDBeingRespondedTo is None
+            or getattr(primitive, "Identifier", None) is not None
+            or primitive.ErrorComment or getattr(primitive, "OffendingElement", None)
+            or primitive.AffectedSOPClassUID is None):
+        return None
+    return _command(
+        _uid(0x00000002, str(primitive.AffectedSOPClassUID)),
+        _us(0x00000100, field),
+        _us(0x00000120, primitive.MessageIDBeingRespondedTo),
+        _us(0x00000800, 0x0101),  # CommandDataSetType: no data set
+        _us(0x00000900, primitive.Status),
+    )
+
+
+def install_fast_final_responses(assoc: Any) -> None:
+    """Send the final C-FIND-RSP and the C-ECHO-RSP of an association we accept encoded
+    by :func:`encode_final_response`: pynetdicom's message building took ~1 ms of each
+    C-FIND's answer. Through the DUL's queue, as pynetdicom does: the order of PDUs is
+    kept."""
+    dimse = assoc.dimse
+    original = dimse.send_msg
+
+    def send_msg(primitive: Any, context_id: int) -> None:
+        command = encode_final_response(primitive)
+        max_pdu = int(dimse.maximum_pdu_size or 0)
+        if (command is None or (max_pdu and len(command) + 6 > max_pdu)
+                or _PYNETDICOM_LOG.isEnabledFor(logging.DEBUG)):
+            original(primitive, context_id)
+            return
+        pdata = P_DATA()
+        pdata.presentation_data_value_list.append((context_id, b"\x03" + command))
+        assoc.dul.send_pdu(pdata)
+
+    dimse.send_msg = send_msg
 
 
 def encode_c_store_rsp(message_id: int, sop_class: str, sop_instance: str,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from io import BytesIO
 
 import pytest
-from pynetdicom.dimse_messages import C_MOVE_RSP, C_STORE_RQ, C_STORE_RSP
-from pynetdicom.dimse_primitives import C_MOVE, C_STORE
+from pynetdicom.dimse_messages import C_ECHO_RSP, C_FIND_RSP, C_MOVE_RSP, C_STORE_RQ, C_STORE_RSP
+from pynetdicom.dimse_primitives import C_ECHO, C_FIND, C_MOVE, C_STORE
 from pynetdicom.dsutils import encode
 from pynetdicom.pdu import P_DATA_TF
 
@@ -15,6 +15,7 @@ from isengard.dimse_fast import (
     encode_c_move_rsp,
     encode_c_store_rq,
     encode_c_store_rsp,
+    encode_final_response,
     p_data_tf,
 )
 from isengard.store_association import send_buffers
@@ -81,6 +82,41 @@ def test_pending_c_move_rsp_same_bytes_as_pynetdicom():
     expected = encode(message.command_set, True, True)
     assert encode_c_move_rsp(3, "1.2.840.10008.5.1.4.1.2.2.2", 0xFF00, 497, 2, 1, 0) \
         == expected
+
+
+def _final(kind, message_id, sop_class, status, **fields):
+    primitive = kind()
+    primitive.MessageIDBeingRespondedTo = message_id
+    primitive.AffectedSOPClassUID = sop_class
+    primitive.Status = status
+    for name, value in fields.items():
+        setattr(primitive, name, value)
+    return primitive
+
+
+@pytest.mark.parametrize("primitive, message", [
+    (_final(C_FIND, 1, "1.2.840.10008.5.1.4.1.2.2.1", 0x0000), C_FIND_RSP),
+    (_final(C_FIND, 65535, "1.2.840.10008.5.1.4.1.2.1.1", 0xFE00), C_FIND_RSP),  # odd UID
+    (_final(C_FIND, 7, "1.2.840.10008.5.1.4.31", 0xA900), C_FIND_RSP),
+    (_final(C_ECHO, 3, "1.2.840.10008.1.1", 0x0000), C_ECHO_RSP),
+    (_final(C_ECHO, 4, "1.2.840.10008.1.1", 0x0124), C_ECHO_RSP),
+])
+def test_final_responses_same_bytes_as_pynetdicom(primitive, message):
+    expected = message()
+    expected.primitive_to_message(primitive)
+    assert encode_final_response(primitive) == encode(expected.command_set, True, True)
+
+
+@pytest.mark.parametrize("primitive", [
+    _final(C_FIND, 1, "1.2.840.10008.5.1.4.1.2.2.1", 0xFF00,
+           Identifier=BytesIO(b"\x08\x00\x52\x00\x06\x00\x00\x00STUDY ")),
+    _final(C_FIND, 1, "1.2.840.10008.5.1.4.1.2.2.1", 0xA900, ErrorComment="bad key"),
+    _final(C_FIND, 1, "1.2.840.10008.5.1.4.1.2.2.1", 0xA900, OffendingElement=[0x00100010]),
+    _final(C_ECHO, 1, "1.2.840.10008.1.1", 0x0110, ErrorComment="no"),
+    _final(C_MOVE, 1, "1.2.840.10008.5.1.4.1.2.2.2", 0x0000),
+])
+def test_final_responses_with_more_are_left_to_pynetdicom(primitive):
+    assert encode_final_response(primitive) is None
 
 
 def _pynetdicom_pdus(message, context_id, max_pdu) -> bytes:
