@@ -5,8 +5,9 @@ and outgoing PDUs) and the association's reactor (decoded DIMSE messages). Every
 hand-off between the peer, the DUL and the reactor waits for the end of a sleep:
 several milliseconds per C-FIND, up to ~2 ms per C-STORE. :func:`install` replaces the
 sleeps of one association's threads by waits that end as soon as there is something to
-do — data on the socket or a PDU queued for sending (DUL), a DIMSE message decoded
-(reactor) — and otherwise last as long as the sleep they replace.
+do — data on the socket or a PDU queued for sending (DUL), a DIMSE message decoded or
+a primitive such as A-RELEASE received (reactor) — and otherwise last as long as the
+sleep they replace.
 
 pynetdicom calls ``time.sleep`` through its modules' ``time`` name; those names are
 pointed at :data:`_TIME`, which behaves as :mod:`time` except in threads that
@@ -94,10 +95,20 @@ def install(assoc: Any) -> None:
                     pass  # the pipe is full: a wake-up is pending anyway
 
     messages = assoc.dimse.msg_queue
+    primitives = dul.to_user_queue  # A-RELEASE, A-ABORT … for the reactor
+    original_put = primitives.put
+
+    def wake_reactor() -> None:
+        with messages.not_empty:
+            messages.not_empty.notify_all()
+
+    def put(item: Any, block: bool = True, timeout: float | None = None) -> None:
+        original_put(item, block, timeout)
+        wake_reactor()
 
     def reactor_wait(seconds: float) -> None:
         with messages.not_empty:
-            if not messages._qsize():
+            if not messages._qsize() and not primitives._qsize() and state["open"]:
                 messages.not_empty.wait(seconds)
 
     original_target = dul._target
@@ -112,8 +123,10 @@ def install(assoc: Any) -> None:
                 state["open"] = False
                 os.close(wake_r)
                 os.close(wake_w)
+            wake_reactor()  # it may be waiting for this thread to end (Association.kill)
 
     dul.send_pdu = send_pdu
+    primitives.put = put
     dul._target = target
     _waits[dul] = dul_wait
     _waits[assoc] = reactor_wait

@@ -41,3 +41,35 @@ def test_plain_sleep_outside_registered_threads(monkeypatch):
     dimse_wakeup._TIME.sleep(0.001)
     assert slept == [0.001]
     assert dimse_wakeup._TIME.monotonic is dimse_wakeup.time.monotonic
+
+
+def test_release_and_end_wake_the_reactor(isengard_server, monkeypatch):
+    """With every wait of the association's threads 60 s long, a C-ECHO, the release and
+    the end of the association still happen at once: each step is woken by what it
+    waits for (the A-RELEASE-RQ, the end of the DUL thread), not by a timeout."""
+    import threading
+    import time
+
+    from pynetdicom import AE
+
+    def long_sleep(seconds: float) -> None:
+        wait = dimse_wakeup._waits.get(threading.current_thread())
+        if wait is None:
+            time.sleep(seconds)
+        else:
+            wait(60.0)
+
+    monkeypatch.setattr(dimse_wakeup._Time, "sleep", staticmethod(long_sleep))
+    s = isengard_server
+    ae = AE(ae_title="WAKEUP")
+    ae.add_requested_context("1.2.840.10008.1.1")
+    assoc = ae.associate("127.0.0.1", s.dicom_port, ae_title=s.aet)
+    assert assoc.is_established
+    assert assoc.send_c_echo().Status == 0
+    released = threading.Thread(target=assoc.release, daemon=True)
+    released.start()
+    released.join(30)  # a hang guard: a missed wake-up would take 60 s
+    assert not released.is_alive() and assoc.is_released
+    wait_for(lambda: not [t for t in threading.enumerate()
+                          if t.name.startswith("AcceptorThread")] or None,
+             "the association's threads to end", timeout=30)
