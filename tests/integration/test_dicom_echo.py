@@ -22,6 +22,19 @@ def test_pynetdicom_echo(isengard_server, dicom_peer):
     assert dicom_peer.echo(isengard_server.dicom_port, called_aet=isengard_server.aet) == 0
 
 
+def test_silent_connections_do_not_hold_up_the_others(isengard_server, dicom_peer):
+    """Connections that never send their A-ASSOCIATE-RQ (probes, a stuck peer) do not
+    keep the listener from accepting the next one: it reads nothing from them."""
+    s = isengard_server
+    silent = [socket.create_connection(("127.0.0.1", s.dicom_port)) for _ in range(3)]
+    try:
+        for _ in range(3):
+            assert dicom_peer.echo(s.dicom_port, called_aet=s.aet) == 0
+    finally:
+        for connection in silent:
+            connection.close()
+
+
 def test_wrong_called_aet_is_accepted_by_default(isengard_server, dicom_peer, dicom_factory):
     s = isengard_server
     assert dicom_peer.echo(s.dicom_port, called_aet="SOMEONE_ELSE") == 0
