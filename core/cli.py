@@ -9,6 +9,7 @@ and DICOMDIR media (see :mod:`isengard.importer`).
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -98,6 +99,12 @@ def _serve(args: argparse.Namespace) -> int:
     except StartupError as exc:
         print(f"isengard: cannot start: {exc}", file=sys.stderr)
         return 1
+    # What start-up built (modules, dictionaries, plugins) lives as long as the process:
+    # out of the cyclic collector's sight, its full collections scan only what requests
+    # leave behind. Every association leaves reference cycles, so full collections are
+    # frequent; they paused the server 22-35 ms each (1 C-FIND association in 50).
+    gc.collect()
+    gc.freeze()
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
