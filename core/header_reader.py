@@ -34,7 +34,7 @@ __all__ = ["read_header"]
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 _NOT_LITTLE_ENDIAN = {"1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}  # big endian, deflate
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
-_VRS = {str(vr): str(vr) for vr in VR}
+_VRS = {str(vr).encode("ascii"): str(vr) for vr in VR}  # the 2 bytes as read -> VR
 _LONG_VRS = frozenset(str(vr) for vr in EXPLICIT_VR_LENGTH_32)
 _UNDEFINED = 0xFFFFFFFF
 _TAG_LENGTH = struct.Struct("<HHL")
@@ -97,7 +97,7 @@ def _elements(data: bytes, position: int, *, implicit: bool,
             group, number, vr_bytes, length = _TAG_VR_LENGTH.unpack_from(data, position)
             if meta and group != 0x0002:
                 break  # the end of the meta group, whatever encoding follows
-            vr = _VRS.get(vr_bytes.decode("latin-1"))
+            vr = _VRS.get(vr_bytes)
             if vr is None:
                 raise _Unusual("unknown VR")
             if vr in _LONG_VRS:
@@ -123,15 +123,16 @@ def _elements(data: bytes, position: int, *, implicit: bool,
             stream = io.BytesIO(data)
             stream.seek(value_start)
             sequence = read_sequence(stream, implicit, True, _UNDEFINED, default_encoding)
-            elements[BaseTag(tag)] = DataElement(BaseTag(tag), vr, sequence, value_start,
-                                                 is_undefined_length=True)
+            key = BaseTag(tag)
+            elements[key] = DataElement(key, vr, sequence, value_start,
+                                        is_undefined_length=True)
             position = stream.tell()
             continue
         end = value_start + length
         if end > size:
             raise _Unusual("element cut short")
-        elements[BaseTag(tag)] = RawDataElement(BaseTag(tag), vr, length,
-                                                data[value_start:end], value_start,
-                                                implicit, True)
+        key = BaseTag(tag)
+        elements[key] = RawDataElement(key, vr, length, data[value_start:end], value_start,
+                                       implicit, True)
         position = end
     return elements, position
