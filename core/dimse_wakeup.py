@@ -5,9 +5,9 @@ and outgoing PDUs) and the association's reactor (decoded DIMSE messages). Every
 hand-off between the peer, the DUL and the reactor waits for the end of a sleep:
 several milliseconds per C-FIND, up to ~2 ms per C-STORE. :func:`install` replaces the
 sleeps of one association's threads by waits that end as soon as there is something to
-do — data on the socket or a PDU queued for sending (DUL), a DIMSE message decoded or
-a primitive such as A-RELEASE received (reactor) — and otherwise last as long as the
-sleep they replace.
+do — data on the socket, a PDU queued for sending or the DUL told to stop (DUL); a
+DIMSE message decoded, a primitive such as A-RELEASE received or the DUL thread ended
+(reactor) — and otherwise last :data:`IDLE_WAIT`, for the timers they check.
 
 pynetdicom calls ``time.sleep`` through its modules' ``time`` name; those names are
 pointed at :data:`_TIME`, which behaves as :mod:`time` except in threads that
@@ -71,7 +71,7 @@ def install(assoc: Any) -> None:
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
     lock = threading.Lock()  # no write into a descriptor number closed and reused
-    state = {"open": True}
+    state = {"open": True, "poked": False}
 
     def dul_wait(seconds: float) -> None:
         if not dul.to_provider_queue.empty() or dul._kill_thread:
@@ -121,6 +121,7 @@ def install(assoc: Any) -> None:
 
     def wake_reactor() -> None:
         with messages.not_empty:
+            state["poked"] = True
             messages.not_empty.notify_all()
 
     def put(item: Any, block: bool = True, timeout: float | None = None) -> None:
@@ -128,9 +129,12 @@ def install(assoc: Any) -> None:
         wake_reactor()
 
     def reactor_wait(seconds: float) -> None:
+        # A poke wakes one wait only: a primitive the reactor does not take off the
+        # queue must not turn its loop into a busy one.
         with messages.not_empty:
-            if not messages._qsize() and not primitives._qsize() and state["open"]:
+            if not (state["poked"] or messages._qsize()) and state["open"]:
                 messages.not_empty.wait(max(seconds, IDLE_WAIT))
+            state["poked"] = False
 
     original_target = dul._target
 
