@@ -115,7 +115,8 @@ class SQLiteIndex:
         # per association, for ever.
         self._readers: weakref.WeakSet[sqlite3.Connection] = weakref.WeakSet()
         self._spares: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
+        # Reentrant: a lease given back by the collector may land in a thread holding it.
+        self._readers_lock = threading.RLock()
         self._closed = False
         self._writer = self._connect()
         with self._writer:
