@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from isengard_sdk.testing import DicomPeer, dcmtk_tool
-from tests.integration.dicom_helpers import DCMTK_ENV, DCMTK_TIMEOUT, run_dcmtk
+from tests.integration.dicom_helpers import DCMTK_ENV, DCMTK_TIMEOUT, run_dcmtk, wait_for
 
 
 def _released_summaries(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -36,7 +36,9 @@ def test_storescu_folder_on_one_association(isengard_server, dicom_factory, tmp_
     stats = s.get("/statistics").json()
     assert (stats["CountPatients"], stats["CountStudies"], stats["CountSeries"],
             stats["CountInstances"]) == (1, 1, 2, 60)
-    [summary] = _released_summaries(caplog)  # one association carried them all
+    # The summary is logged once the A-RELEASE-RP is on its way: storescu may exit first.
+    [summary] = wait_for(lambda: _released_summaries(caplog),
+                         "the association's summary in the log")  # one carried them all
     assert "BATCH" in summary and "60 instance(s) stored" in summary
 
 
