@@ -119,12 +119,12 @@ def test_stop_during_a_c_store(isengard_factory, dicom_factory):
     assert not sender.is_alive()
 
     files = storage_files(s.data_dir)
-    assert len(files) == 1  # stop() waited for the C-STORE being ingested
+    assert len(files) == 1, (files, outcome)  # stop() waited for the C-STORE in progress
     again = _check_after_restart(isengard_factory, s.data_dir, files)
     assert again.get("/statistics").json()["CountInstances"] == 1
     # Stored and indexed whatever the peer heard: success, or the abort overtook the
     # answer (no status); never a failure status.
-    assert outcome.get("status") in (None, 0x0000)
+    assert outcome.get("status") in (None, 0x0000), outcome
 
 
 def test_stop_does_not_abort_associations_that_ended(isengard_factory, dicom_peer, caplog):
