@@ -21,8 +21,9 @@ from pynetdicom.dimse_primitives import C_ECHO, C_FIND, C_MOVE
 from pynetdicom.pdu_primitives import P_DATA
 
 __all__ = ["decode_command", "encode_c_move_rsp", "encode_c_store_rq", "encode_c_store_rsp",
-           "encode_final_response", "install_fast_final_responses", "install_fast_receive",
-           "on_connection_open", "p_data_tf", "send_move_pending", "tune_connection"]
+           "encode_final_response", "encode_response", "install_fast_final_responses",
+           "install_fast_receive", "on_connection_open", "p_data_tf", "send_move_pending",
+           "tune_connection"]
 
 _PYNETDICOM_LOG = logging.getLogger("pynetdicom")
 
@@ -149,6 +150,19 @@ def send_move_pending(assoc: Any, context_id: int, message_id: int, sop_class: s
     assoc.dul.send_pdu(pdata)
 
 
+def encode_response(field: int, message_id: int, sop_class: str, status: int, *,
+                    data_set: bool = False) -> bytes:
+    """The command set of a response made of the usual five elements (PS3.7 9.3):
+    ``field`` is its CommandField (0x8020 C-FIND-RSP, 0x8030 C-ECHO-RSP …)."""
+    return _command(
+        _uid(0x00000002, sop_class),
+        _us(0x00000100, field),
+        _us(0x00000120, message_id),  # MessageIDBeingRespondedTo
+        _us(0x00000800, 0x0001 if data_set else 0x0101),  # CommandDataSetType
+        _us(0x00000900, status),
+    )
+
+
 _FINAL_FIELDS = {C_FIND: 0x8020, C_ECHO: 0x8030}  # primitive → its response's CommandField
 
 
@@ -162,13 +176,8 @@ def encode_final_response(primitive: Any) -> bytes | None:
             or primitive.ErrorComment or getattr(primitive, "OffendingElement", None)
             or primitive.AffectedSOPClassUID is None):
         return None
-    return _command(
-        _uid(0x00000002, str(primitive.AffectedSOPClassUID)),
-        _us(0x00000100, field),
-        _us(0x00000120, primitive.MessageIDBeingRespondedTo),
-        _us(0x00000800, 0x0101),  # CommandDataSetType: no data set
-        _us(0x00000900, primitive.Status),
-    )
+    return encode_response(field, primitive.MessageIDBeingRespondedTo,
+                           str(primitive.AffectedSOPClassUID), primitive.Status)
 
 
 def install_fast_final_responses(assoc: Any) -> None:

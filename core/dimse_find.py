@@ -21,7 +21,7 @@ from pydicom.dataelem import DataElement
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
 
-from .dimse_fast import _command, _uid, _us, p_data_tf
+from .dimse_fast import encode_response, p_data_tf
 from .store_association import send_buffers
 
 __all__ = ["Element", "encode_c_find_rsp", "encode_identifier", "send_find_answers"]
@@ -39,13 +39,7 @@ Element = tuple[int, str, "str | DataElement"]
 def encode_c_find_rsp(message_id: int, sop_class: str, status: int, *,
                       identifier: bool) -> bytes:
     """The command set of a C-FIND-RSP (PS3.7 9.3.2.2)."""
-    return _command(
-        _uid(0x00000002, sop_class),
-        _us(0x00000100, 0x8020),  # CommandField: C-FIND-RSP
-        _us(0x00000120, message_id),  # MessageIDBeingRespondedTo
-        _us(0x00000800, 0x0001 if identifier else 0x0101),  # CommandDataSetType
-        _us(0x00000900, status),
-    )
+    return encode_response(0x8020, message_id, sop_class, status, data_set=identifier)
 
 
 def _text(vr: str, value: str) -> bytes:
