@@ -19,7 +19,7 @@ from isengard_sdk.types import IncomingInstance, ResourceLevel, StorageArea
 from .dicom_file import ParsedInstance, parse_dicom_bytes
 from .errors import InstanceRejected
 from .index import NewInstanceRecord, SQLiteIndex, StoreOutcome
-from .index.sqlite import now_iso
+from .index.records import now_iso
 from .plugins import PluginHost
 from .resources import expected_instances
 

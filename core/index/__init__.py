@@ -1,5 +1,6 @@
 """The index of resources (SQLite by default)."""
 
-from .sqlite import AttachmentRow, NewInstanceRecord, ResourceRow, SQLiteIndex, StoreOutcome
+from .records import AttachmentRow, NewInstanceRecord, ResourceRow, StoreOutcome
+from .sqlite import SQLiteIndex
 
 __all__ = ["AttachmentRow", "NewInstanceRecord", "ResourceRow", "SQLiteIndex", "StoreOutcome"]

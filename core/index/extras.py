@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from isengard_sdk.types import ChangeType, StoredFileInfo
 
-from .sqlite import AttachmentRow, ResourceRow, SQLiteIndex, now_iso
+from .records import AttachmentRow, ResourceRow, now_iso
+from .sqlite import SQLiteIndex
 
 __all__ = ["IndexExtras", "LabelsConstraint", "labels_sql"]
 

@@ -8,76 +8,32 @@ Every write is one short transaction.
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from isengard_sdk.types import Change, ChangeType, ResourceLevel, StoredFileInfo
+from isengard_sdk.types import Change, ChangeType, ResourceLevel
 
-from ..find import Constraint, glob_pattern
+from ..find import Constraint
+from .query_sql import constraint_sql, relative_sql
+from .records import (
+    DICOM_ATTACHMENT,
+    AttachmentRow,
+    NewInstanceRecord,
+    ResourceRow,
+    StoreOutcome,
+    now_iso,
+)
 from .schema import SCHEMA, SCHEMA_VERSION
 
-__all__ = ["AttachmentRow", "ResourceRow", "SQLiteIndex", "StoreOutcome", "now_iso"]
+__all__ = ["SPARE_READERS", "SQLiteIndex"]
 
-DICOM_ATTACHMENT = 1
 SPARE_READERS = 4  # reader connections kept for new threads
-
-
-def now_iso() -> str:
-    """Orthanc's timestamp format, in UTC: ``20261122T034302``."""
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-
-
-@dataclass(frozen=True)
-class ResourceRow:
-    internal_id: int
-    level: ResourceLevel
-    public_id: str
-    parent_id: int | None
-    main_tags: dict[str, str]
-    last_update: str
-    is_stable: bool
-
-
-@dataclass(frozen=True)
-class AttachmentRow:
-    uuid: str
-    compressed_size: int
-    uncompressed_size: int
-    compression: int
-    uncompressed_md5: str
-    compressed_md5: str
-
-
-@dataclass(frozen=True)
-class StoreOutcome:
-    status: str  # "Success" or "AlreadyStored"
-    ids: tuple[str, str, str, str]  # patient, study, series, instance
-    # uuids of the files of an overwritten instance (its DICOM file and its user
-    # attachments), to delete from storage once the new one is committed
-    replaced_files: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class NewInstanceRecord:
-    """What ingest hands to the index for one instance."""
-
-    ids: tuple[str, str, str, str]
-    main_tags: dict[ResourceLevel, dict[str, str]]
-    file: StoredFileInfo
-    metadata: dict[str, str]
-    header: bytes | None
-    has_pixel_data: bool
-    # Metadata of the series, written only when this instance creates it (Orthanc's
-    # RemoteAET and ExpectedNumberOfInstances of the series).
-    series_metadata: dict[str, str] = field(default_factory=dict)
 
 
 class _Lease:
@@ -727,14 +683,14 @@ class SQLiteIndex:
         for tag_level, c in sql_constraints:
             if c.kind == "universal":
                 continue
-            cond, cparams = _constraint_sql(c)
+            cond, cparams = constraint_sql(c)
             if tag_level == level:
                 # Driven by the (tag, value_norm) index: exact values, lists and
                 # wildcards with a fixed prefix become index lookups, not a scan.
                 where.append("r.internal_id IN (SELECT d.internal_id FROM dicom_identifiers "
                              f"d WHERE d.tag = ? AND {cond})")
             else:
-                target = self._relative_sql(level, tag_level)
+                target = relative_sql(level, tag_level)
                 where.append(
                     "EXISTS (SELECT 1 FROM dicom_identifiers d WHERE d.internal_id IN "
                     f"({target}) AND d.tag = ? AND {cond})")
@@ -745,70 +701,6 @@ class SQLiteIndex:
             sql += " LIMIT ? OFFSET ?"
             params += [limit if limit > 0 else -1, since]
         return [r[0] for r in self._reader().execute(sql, params)]
-
-    @staticmethod
-    def _relative_sql(level: ResourceLevel, tag_level: ResourceLevel) -> str:
-        """SQL selecting the internal ids, at ``tag_level``, related to ``r``."""
-        if tag_level == level:
-            return "r.internal_id"
-        if tag_level < level:
-            expr = "r.parent_id"
-            for _ in range(int(level) - int(tag_level) - 1):
-                expr = f"(SELECT parent_id FROM resources WHERE internal_id = {expr})"
-            return expr if expr == "r.parent_id" else expr
-        # a descendant level: any child matches
-        sql = "SELECT internal_id FROM resources WHERE parent_id = r.internal_id"
-        for _ in range(int(tag_level) - int(level) - 1):
-            sql = f"SELECT internal_id FROM resources WHERE parent_id IN ({sql})"
-        return sql
-
-
-def _constraint_sql(c: Constraint) -> tuple[str, list[Any]]:
-    column = "d.value" if c.case_sensitive else "d.value_norm"
-
-    def norm(v: str) -> str:
-        return v if c.case_sensitive else v.upper()
-
-    if c.kind == "exact":
-        return f"{column} = ?", [norm(c.values[0])]
-    if c.kind == "wildcard":
-        return f"{column} GLOB ?", [glob_pattern(norm(c.values[0]))]
-    parts: list[str]
-    params: list[Any]
-    if c.kind == "list":
-        parts, params = [], []
-        for v in c.values:
-            if "*" in v or "?" in v:
-                parts.append(f"{column} GLOB ?")
-                params.append(glob_pattern(norm(v)))
-            else:
-                parts.append(f"{column} = ?")
-                params.append(norm(v))
-        return "(" + " OR ".join(parts) + ")", params
-    low, high = c.values
-    parts = ["1"]  # plain string comparison, as Orthanc: "" matches "-b"
-    params = []
-    # Date and time bounds (digits and punctuation) also bound value_norm, the indexed
-    # column: then SQLite reads the range from the index instead of every value of the
-    # tag. A value matching the comparison on d.value always lies within those bounds
-    # (upper-casing moves no character across a digit).
-    sargable = all(_RANGE_BOUND.fullmatch(bound) for bound in (low, high))
-    if low:
-        if sargable:
-            parts.append("d.value_norm >= ?")
-            params.append(low)
-        parts.append("d.value >= ?")
-        params.append(low)
-    if high:
-        if sargable:
-            parts.append("d.value_norm <= ?")
-            params.append(high + "\U0010ffff")
-        parts.append("substr(d.value, 1, ?) <= ?")
-        params += [len(high), high]
-    return "(" + " AND ".join(parts) + ")", params
-
-
-_RANGE_BOUND = re.compile(r"[0-9.:+\- ]*")
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

@@ -7,8 +7,8 @@ import pytest
 from isengard.errors import BadRequest
 from isengard.find import Constraint, parse_constraint, resolve_keyword
 from isengard.identifiers import InstanceIdentifiers, format_sha1, is_valid_id
+from isengard.index.query_sql import constraint_sql
 from isengard.index.schema import SCHEMA
-from isengard.index.sqlite import _constraint_sql
 
 
 def test_orthanc_identifiers_of_ct_small():
@@ -90,7 +90,7 @@ def test_range_sql_matches_the_python_matcher(bounds):
                      "VALUES (?, 'StudyDate', ?, ?)",
                      [(i, v, v.upper()) for i, v in enumerate(_STORED)])
     constraint = Constraint("StudyDate", "range", bounds, False)
-    condition, params = _constraint_sql(constraint)
+    condition, params = constraint_sql(constraint)
     selected = {v for (v,) in conn.execute(
         f"SELECT d.value FROM dicom_identifiers d WHERE d.tag = 'StudyDate' AND {condition}",
         params)}
