@@ -23,7 +23,7 @@ from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
 
-from . import dimse_receive, dimse_wakeup
+from . import dimse_receive, dimse_wakeup, uid_cache
 from .config import DicomSettings
 from .dimse_fast import install_fast_final_responses, tune_connection
 from .dimse_qr import QR_SOP_CLASSES
@@ -126,6 +126,7 @@ class DicomServer:
 
     def _make_ae(self) -> AE:
         s = self.settings
+        uid_cache.install()
         ae = AE(ae_title=s.aet)
         ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
         ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME

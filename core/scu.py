@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
 
+from . import uid_cache
 from .dimse_fast import on_connection_open
 from .modalities import Modality
 from .store_association import PeerError
@@ -48,6 +49,7 @@ _reencode = reencode  # kept under its old name: kernel.transcode imports it fro
 
 
 def _ae(local_aet: str, timeout: int) -> AE:
+    uid_cache.install()
     ae = AE(ae_title=local_aet)
     ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
     ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
