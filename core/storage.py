@@ -16,6 +16,7 @@ import struct
 import threading
 import uuid
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from isengard_sdk.types import StoredFileInfo
@@ -25,6 +26,23 @@ __all__ = ["COMPRESSION_NONE", "COMPRESSION_ZLIB", "FilesystemStorageArea"]
 COMPRESSION_NONE = 0
 COMPRESSION_ZLIB = 1
 FILES_PER_FOLDER = 256  # consecutive files written into the same folder
+# From this size on, a file's MD5 is computed by another thread while it is written and
+# flushed (a 0.5 MB CT slice: MD5 ~0.8 ms, write and fdatasync ~1.5 ms).
+PARALLEL_MD5_SIZE = 128 * 1024
+_hash_pool: ThreadPoolExecutor | None = None
+_hash_pool_lock = threading.Lock()
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _hasher() -> ThreadPoolExecutor:
+    global _hash_pool
+    with _hash_pool_lock:
+        if _hash_pool is None:
+            _hash_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="md5")
+        return _hash_pool
 
 
 class FilesystemStorageArea:
@@ -62,7 +80,14 @@ class FilesystemStorageArea:
     def write(self, data: bytes, *, compress: bool | None = None) -> StoredFileInfo:
         file_uuid = self._new_uuid()
         use_zlib = self.compression if compress is None else compress
-        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        digest: Future[str] | None = None
+        if not use_zlib and len(data) >= PARALLEL_MD5_SIZE:
+            # hashlib and the writes release the GIL: the MD5 of a large file is
+            # computed by another thread while this one writes and flushes it.
+            digest = _hasher().submit(_md5, data)
+            md5 = ""
+        else:
+            md5 = _md5(data)
         if use_zlib:
             payload = struct.pack("<Q", len(data)) + zlib.compress(data, 6)
             stored_md5 = hashlib.md5(payload, usedforsecurity=False).hexdigest()
@@ -91,6 +116,8 @@ class FilesystemStorageArea:
             tmp.unlink(missing_ok=True)
             raise
         os.close(fd)
+        if digest is not None:
+            md5 = stored_md5 = digest.result()
         os.replace(tmp, target)
         return StoredFileInfo(
             uuid=file_uuid,

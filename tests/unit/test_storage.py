@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 
 import pytest
 
-from isengard.storage import COMPRESSION_ZLIB, FILES_PER_FOLDER, FilesystemStorageArea
+from isengard.storage import (
+    COMPRESSION_ZLIB,
+    FILES_PER_FOLDER,
+    PARALLEL_MD5_SIZE,
+    FilesystemStorageArea,
+)
 
 
 def test_write_read_layout_and_md5(tmp_path):
@@ -19,6 +25,16 @@ def test_write_read_layout_and_md5(tmp_path):
     area.remove(info.uuid)
     assert not path.exists() and not path.parent.exists()
     area.remove(info.uuid)  # absent: ignored
+
+
+def test_large_files_md5_computed_beside_the_write(tmp_path):
+    area = FilesystemStorageArea(tmp_path)
+    data = os.urandom(PARALLEL_MD5_SIZE + 1)
+    infos = [area.write(data) for _ in range(3)]
+    for info in infos:
+        assert info.uncompressed_md5 == info.compressed_md5 == hashlib.md5(data).hexdigest()
+        assert area.path_of(info.uuid).read_bytes() == data
+    assert len({info.uuid for info in infos}) == 3
 
 
 def test_compression_uses_orthanc_format(tmp_path):
