@@ -17,6 +17,13 @@ import socket
 import struct
 from typing import Any
 
+from pynetdicom import evt
+from pynetdicom._handlers import (
+    standard_dimse_recv_handler,
+    standard_dimse_sent_handler,
+    standard_pdu_recv_handler,
+    standard_pdu_sent_handler,
+)
 from pynetdicom.dimse_primitives import C_ECHO, C_FIND, C_MOVE
 from pynetdicom.pdu_primitives import P_DATA
 
@@ -252,11 +259,23 @@ def install_fast_receive(assoc: Any) -> None:
     transport.recv = recv
 
 
+# pynetdicom binds these to every association to write its INFO and DEBUG lines (a dump
+# of each PDU and message); they build that text whether or not it is logged.
+_LOG_HANDLERS = ((evt.EVT_DIMSE_RECV, standard_dimse_recv_handler),
+                 (evt.EVT_DIMSE_SENT, standard_dimse_sent_handler),
+                 (evt.EVT_PDU_RECV, standard_pdu_recv_handler),
+                 (evt.EVT_PDU_SENT, standard_pdu_sent_handler))
+
+
 def tune_connection(assoc: Any) -> None:
     """TCP_NODELAY and the fast receive path on an association's socket, before its
     first PDU. pynetdicom sets no TCP option on the sockets it opens: a C-STORE request
     (a command PDU, then data PDUs) then waits for the peer's delayed ACK — ~40 ms per
-    instance, 25 instances/s for a C-MOVE."""
+    instance, 25 instances/s for a C-MOVE. pynetdicom's logging handlers are unbound
+    unless its logger would write their lines (``isengard serve --verbose``)."""
+    if not _PYNETDICOM_LOG.isEnabledFor(logging.INFO):
+        for event, handler in _LOG_HANDLERS:
+            assoc.unbind(event, handler)
     raw = getattr(getattr(assoc.dul, "socket", None), "socket", None)
     if raw is None:
         return

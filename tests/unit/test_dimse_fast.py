@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from io import BytesIO
 
 import pytest
+from pynetdicom import AE, evt
+from pynetdicom.association import Association
 from pynetdicom.dimse_messages import C_ECHO_RSP, C_FIND_RSP, C_MOVE_RSP, C_STORE_RQ, C_STORE_RSP
 from pynetdicom.dimse_primitives import C_ECHO, C_FIND, C_MOVE, C_STORE
 from pynetdicom.dsutils import encode
@@ -17,6 +20,7 @@ from isengard.dimse_fast import (
     encode_c_store_rsp,
     encode_final_response,
     p_data_tf,
+    tune_connection,
 )
 from isengard.store_association import send_buffers
 
@@ -200,3 +204,18 @@ def test_send_buffers_one_call_when_the_kernel_takes_everything():
     sock = Greedy()
     send_buffers(sock, p_data_tf(1, bytes(512 * 1024), 16384, command=False))
     assert sock.calls == 1
+
+
+@pytest.mark.parametrize("level, logged", [(logging.WARNING, False), (logging.INFO, True),
+                                           (logging.DEBUG, True)])
+def test_pynetdicom_log_handlers_kept_only_when_their_lines_are_written(level, logged):
+    logger = logging.getLogger("pynetdicom")
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        assoc = Association(AE(), "acceptor")
+        tune_connection(assoc)
+    finally:
+        logger.setLevel(before)
+    for event in (evt.EVT_PDU_RECV, evt.EVT_PDU_SENT, evt.EVT_DIMSE_RECV, evt.EVT_DIMSE_SENT):
+        assert bool(assoc.get_handlers(event)) is logged
