@@ -4,10 +4,11 @@ one instance: ``/file``, ``/tags``, ``/simplified-tags``, ``/header`` (``/conten
 
 from __future__ import annotations
 
+import io
 import logging
 import tempfile
 import zipfile
-from typing import Any
+from typing import Any, BinaryIO
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -46,26 +47,59 @@ async def upload(request: Request) -> Response:
     client = request.client
     origin = Origin(kind="RestApi", remote_ip=client.host if client else "",
                     http_username=request.headers.get("x-isengard-user", ""))
-    spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_LIMIT)
+    body = await _read_body(request)
     try:
-        async for chunk in request.stream():
-            spool.write(chunk)
-        size = spool.tell()
-        spool.seek(0)
-        head = spool.read(4)
-        spool.seek(0)
-        if head == _ZIP_MAGIC:
-            results = await run_in_threadpool(_ingest_zip, k, spool, origin)
-            return OrthancJSON(results)
-        data = spool.read()
+        if isinstance(body, bytes):
+            if body[:4] == _ZIP_MAGIC:
+                results = await run_in_threadpool(_ingest_zip, k, io.BytesIO(body), origin)
+                return OrthancJSON(results)
+            data = body
+        else:
+            if body.read(4) == _ZIP_MAGIC:
+                body.seek(0)
+                results = await run_in_threadpool(_ingest_zip, k, body, origin)
+                return OrthancJSON(results)
+            body.seek(0)
+            data = body.read()
     finally:
-        spool.close()
-    if size == 0:
+        if not isinstance(body, bytes):
+            body.close()
+    if not data:
         raise InvalidDicomError("received an empty DICOM file")
     outcome, parsed = await run_in_threadpool(k.ingest_path.ingest, data, origin)
     log.debug("REST upload from %s: instance %s %s", origin.remote_ip, outcome.ids[3],
              outcome.status)
     return OrthancJSON(_answer(outcome))
+
+
+async def _read_body(request: Request) -> bytes | BinaryIO:
+    """The request body: its bytes, joined once (a body of one chunk is not copied), or
+    a temporary file positioned at 0 once it passes :data:`_SPOOL_LIMIT`."""
+    chunks: list[bytes] = []
+    size = 0
+    spool: BinaryIO | None = None
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if spool is not None:
+                spool.write(chunk)
+            elif size > _SPOOL_LIMIT:
+                spool = tempfile.TemporaryFile()
+                spool.writelines(chunks)
+                spool.write(chunk)
+                chunks.clear()
+            elif chunk:
+                chunks.append(chunk)
+    except BaseException:
+        if spool is not None:
+            spool.close()
+        raise
+    if spool is not None:
+        spool.seek(0)
+        return spool
+    if len(chunks) == 1 and isinstance(chunks[0], bytes):
+        return chunks[0]
+    return b"".join(chunks)
 
 
 def _ingest_zip(k: Any, spool: Any, origin: Origin) -> list[dict[str, Any]]:

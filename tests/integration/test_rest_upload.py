@@ -105,3 +105,30 @@ def test_storage_compression(isengard_factory, ct_small):
     stats = server.get(f"/instances/{answer['ID']}/statistics").json()
     assert stats["DicomUncompressedSize"] == str(len(ct_small))
     assert int(stats["DicomDiskSize"]) == files[0].stat().st_size
+
+
+@pytest.mark.parametrize("limit", [None, 1000], ids=["in-memory", "spooled-to-disk"])
+def test_bodies_in_chunks_and_above_the_spool_limit(isengard_server, ct_small, monkeypatch,
+                                                    limit):
+    """A body sent in many chunks is stored byte for byte; past the spool limit it goes
+    through a temporary file, a DICOM file as a ZIP archive."""
+    from isengard.http import instances
+
+    if limit is not None:
+        monkeypatch.setattr(instances, "_SPOOL_LIMIT", limit)
+
+    def chunked(data: bytes, size: int = 700):
+        for start in range(0, len(data), size):
+            yield data[start:start + size]
+
+    r = isengard_server.post("/instances", content=chunked(ct_small))
+    assert r.status_code == 200 and r.json()["ID"] == CT_ID
+    assert isengard_server.get(f"/instances/{CT_ID}/file").content == ct_small
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("mr.dcm", sample("MR_small.dcm"))
+    r = isengard_server.post("/instances", content=chunked(buffer.getvalue()))
+    assert r.status_code == 200 and [a["Status"] for a in r.json()] == ["Success"]
+    r = isengard_server.post("/instances", content=chunked(b"not DICOM at all" * 100))
+    assert r.status_code == 400
+    assert isengard_server.get("/statistics").json()["CountInstances"] == 2
