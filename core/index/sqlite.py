@@ -8,6 +8,7 @@ Every write is one short transaction.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 import time
@@ -179,7 +180,10 @@ class SQLiteIndex:
     def store_instance(self, record: NewInstanceRecord, *, overwrite: bool) -> StoreOutcome:
         """Insert one instance (creating missing parents) in one transaction."""
         now = now_iso()
-        deadline = time.time() + self.stable_age
+        # A whole second, rounded up: the instances of a burst share their series' (and
+        # study's, patient's) deadline, so its row and index entry are rewritten once a
+        # second rather than for every instance (the monitor polls each second anyway).
+        deadline = float(math.ceil(time.time() + self.stable_age))
         replaced: tuple[str, ...] = ()
         with self._transaction() as conn:
             existing = conn.execute(
@@ -217,7 +221,8 @@ class SQLiteIndex:
                 conn.execute(
                     "INSERT INTO unstable_resources(internal_id, level, public_id, deadline) "
                     "VALUES (?, ?, ?, ?) ON CONFLICT(internal_id) DO UPDATE SET "
-                    "deadline = excluded.deadline",
+                    "deadline = excluded.deadline "
+                    "WHERE unstable_resources.deadline < excluded.deadline",
                     (parent, int(level), public_id, deadline),
                 )
             if ResourceLevel.SERIES in created:

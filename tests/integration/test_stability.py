@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
+
 from tests.plugins.test_hooks import wait_for
 
 
@@ -29,3 +32,23 @@ def test_stability_survives_a_restart(isengard_factory, dicom_factory, tmp_path)
     second = isengard_factory({"stable_age": 2}, data_dir=data)
     wait_for(lambda: second.get(f"/series/{answer['ParentSeries']}").json()["IsStable"],
              timeout=30)
+
+
+def test_deadline_moves_with_each_instance_never_before_stable_age(isengard_factory,
+                                                                  dicom_factory):
+    """Deadlines are whole seconds (instances of a burst share one): rounded up, so a
+    resource is never stable earlier than StableAge after its last instance."""
+    server = isengard_factory({"stable_age": 30})
+    files = dicom_factory.series(4)
+    server.upload(files[0])
+    index = sqlite3.connect(server.data_dir / "index.sqlite")
+    try:
+        for data in files[1:]:
+            before = time.time()
+            server.upload(data)
+            rows = index.execute("SELECT level, deadline FROM unstable_resources").fetchall()
+            assert sorted(level for level, _ in rows) == [0, 1, 2]
+            for _, deadline in rows:
+                assert deadline == int(deadline) and deadline >= before + 30
+    finally:
+        index.close()
