@@ -29,20 +29,10 @@ FILES_PER_FOLDER = 256  # consecutive files written into the same folder
 # From this size on, a file's MD5 is computed by another thread while it is written and
 # flushed (a 0.5 MB CT slice: MD5 ~0.8 ms, write and fdatasync ~1.5 ms).
 PARALLEL_MD5_SIZE = 128 * 1024
-_hash_pool: ThreadPoolExecutor | None = None
-_hash_pool_lock = threading.Lock()
 
 
 def _md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-
-def _hasher() -> ThreadPoolExecutor:
-    global _hash_pool
-    with _hash_pool_lock:
-        if _hash_pool is None:
-            _hash_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="md5")
-        return _hash_pool
 
 
 class FilesystemStorageArea:
@@ -57,6 +47,8 @@ class FilesystemStorageArea:
         self._prefix_lock = threading.Lock()
         self._prefix = ""
         self._prefix_left = 0
+        # Started on the first large file; its idle threads end with the storage area.
+        self._hasher: ThreadPoolExecutor | None = None
 
     def path_of(self, file_uuid: str) -> Path:
         return self.root / file_uuid[0:2] / file_uuid[2:4] / file_uuid
@@ -84,7 +76,7 @@ class FilesystemStorageArea:
         if not use_zlib and len(data) >= PARALLEL_MD5_SIZE:
             # hashlib and the writes release the GIL: the MD5 of a large file is
             # computed by another thread while this one writes and flushes it.
-            digest = _hasher().submit(_md5, data)
+            digest = self._hash_pool().submit(_md5, data)
             md5 = ""
         else:
             md5 = _md5(data)
@@ -127,6 +119,12 @@ class FilesystemStorageArea:
             compressed_md5=stored_md5,
             compression=COMPRESSION_ZLIB if use_zlib else COMPRESSION_NONE,
         )
+
+    def _hash_pool(self) -> ThreadPoolExecutor:
+        with self._prefix_lock:
+            if self._hasher is None:
+                self._hasher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="md5")
+            return self._hasher
 
     def read(self, uuid: str, compression: int) -> bytes:
         data = self.path_of(uuid).read_bytes()
