@@ -44,7 +44,7 @@ class FilesystemStorageArea:
         self.sync = sync
         self.root.mkdir(parents=True, exist_ok=True)
         self._folders: set[Path] = set()  # folders known to exist (no mkdir per write)
-        self._prefix_lock = threading.Lock()
+        self._lock = threading.Lock()  # the folder prefix below, the hashing pool
         self._prefix = ""
         self._prefix_left = 0
         # Started on the first large file; its idle threads end with the storage area.
@@ -63,7 +63,7 @@ class FilesystemStorageArea:
         folders evenly filled over time and the name a valid UUID with 106 random bits.
         """
         fresh = str(uuid.uuid4())
-        with self._prefix_lock:
+        with self._lock:
             if self._prefix_left <= 0:
                 self._prefix, self._prefix_left = fresh[:4], FILES_PER_FOLDER
             self._prefix_left -= 1
@@ -121,7 +121,7 @@ class FilesystemStorageArea:
         )
 
     def _hash_pool(self) -> ThreadPoolExecutor:
-        with self._prefix_lock:
+        with self._lock:
             if self._hasher is None:
                 self._hasher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="md5")
             return self._hasher
