@@ -65,6 +65,17 @@ def _ingest_rows(group: str, prefix: str, how: str, n_ct: int, n_small: int,
     return out
 
 
+def _cpu_rows(group: str, prefix: str, how: str, n_ct: int, n_small: int) -> list[Row]:
+    """The server's CPU time (user + system) per instance during the ingest rows: on a
+    shared machine a steadier comparison than throughput, and what shows where a server
+    spends more per instance when senders run in parallel."""
+    return [Row(f"{prefix}-cpu-{set_key}-{k}", group,
+                f"Server CPU per instance, {how}, {set_label}, {k} {_plural(k, group)}",
+                "ms", "lower")
+            for set_key, set_label in (("ct", f"CT ×{n_ct}"), ("small", f"small ×{n_small}"))
+            for k in (1, 4)]
+
+
 def _plural(k: int, group: str) -> str:
     if group == "rest":
         return "thread" if k == 1 else "threads"
@@ -92,6 +103,8 @@ def build_rows(scale: Scale, meta: dict[str, Any]) -> list[Row]:
                       scale.small_instances, ct_mb, small_mb),
         *_ingest_rows("rest", "rest", "REST POST /instances", scale.ct_slices,
                       scale.small_instances, ct_mb, small_mb),
+        *_cpu_rows("cstore", "cstore", "C-STORE", scale.ct_slices, scale.small_instances),
+        *_cpu_rows("rest", "rest", "REST", scale.ct_slices, scale.small_instances),
         Row("load-query", "query", f"C-STORE load of the query set "
             f"({scale.query_studies * scale.instances_per_study} tiny instances, "
             f"4 associations)", "inst/s", "higher", target=1.5),
@@ -184,14 +197,19 @@ class Runner:
                     dataset = sets[set_key]
                     for parallel in (1, 4):
                         server = self.launcher.start(kind, nodelay=nodelay)
+                        cpu = server.cpu_seconds()
                         if group == "rest":
                             seconds = rest_upload(server, dataset, parallel)
                         else:
                             seconds = storescu(server, dataset, parallel, nodelay=nodelay)
+                        cpu = server.cpu_seconds() - cpu
                         self._check_count(server, len(dataset.files), group)
                         peak = max(peak, server.peak_rss_mb())
                         self.results.add(f"{prefix}-{set_key}-{parallel}", kind.name,
                                          len(dataset.files) / seconds)
+                        if group != "cstore-nagle":
+                            self.results.add(f"{prefix}-cpu-{set_key}-{parallel}", kind.name,
+                                             1000 * cpu / len(dataset.files))
                         self.launcher.stop(server)
                 if group == "cstore":
                     self.results.add("rss-peak-ingest", kind.name, peak)

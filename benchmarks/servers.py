@@ -116,6 +116,12 @@ class RunningServer:
                     return int(line.split()[1])
         raise RuntimeError(f"{key} missing from /proc/{self.pid}/status")
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server has used so far, user and system (``/proc/PID/stat``)."""
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_mb(self) -> float:
         """Resident memory now (VmRSS), in MB."""
         return self._status_kb("VmRSS") / 1024
