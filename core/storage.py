@@ -77,15 +77,10 @@ class FilesystemStorageArea:
             # hashlib and the writes release the GIL: the MD5 of a large file is
             # computed by another thread while this one writes and flushes it.
             digest = self._hash_pool().submit(_md5, data)
-            md5 = ""
-        else:
-            md5 = _md5(data)
         if use_zlib:
             payload = struct.pack("<Q", len(data)) + zlib.compress(data, 6)
-            stored_md5 = hashlib.md5(payload, usedforsecurity=False).hexdigest()
         else:
             payload = data
-            stored_md5 = md5
         target = self.path_of(file_uuid)
         if target.parent not in self._folders:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -108,8 +103,8 @@ class FilesystemStorageArea:
             tmp.unlink(missing_ok=True)
             raise
         os.close(fd)
-        if digest is not None:
-            md5 = stored_md5 = digest.result()
+        md5 = _md5(data) if digest is None else digest.result()
+        stored_md5 = _md5(payload) if use_zlib else md5
         os.replace(tmp, target)
         return StoredFileInfo(
             uuid=file_uuid,
