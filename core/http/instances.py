@@ -49,21 +49,14 @@ async def upload(request: Request) -> Response:
                     http_username=request.headers.get("x-isengard-user", ""))
     body = await _read_body(request)
     try:
-        if isinstance(body, bytes):
-            if body[:4] == _ZIP_MAGIC:
-                results = await run_in_threadpool(_ingest_zip, k, io.BytesIO(body), origin)
-                return OrthancJSON(results)
-            data = body
-        else:
-            if body.read(4) == _ZIP_MAGIC:
-                body.seek(0)
-                results = await run_in_threadpool(_ingest_zip, k, body, origin)
-                return OrthancJSON(results)
+        if body.read(4) == _ZIP_MAGIC:
             body.seek(0)
-            data = body.read()
+            results = await run_in_threadpool(_ingest_zip, k, body, origin)
+            return OrthancJSON(results)
+        body.seek(0)
+        data = body.read()  # a BytesIO read whole from 0 hands back its bytes, no copy
     finally:
-        if not isinstance(body, bytes):
-            body.close()
+        body.close()
     if not data:
         raise InvalidDicomError("received an empty DICOM file")
     outcome, parsed = await run_in_threadpool(k.ingest_path.ingest, data, origin)
@@ -72,9 +65,9 @@ async def upload(request: Request) -> Response:
     return OrthancJSON(_answer(outcome))
 
 
-async def _read_body(request: Request) -> bytes | BinaryIO:
-    """The request body: its bytes, joined once (a body of one chunk is not copied), or
-    a temporary file positioned at 0 once it passes :data:`_SPOOL_LIMIT`."""
+async def _read_body(request: Request) -> BinaryIO:
+    """The request body, positioned at 0: in memory (its chunks joined once; a body of
+    one chunk is not copied), or in a temporary file once it passes :data:`_SPOOL_LIMIT`."""
     chunks: list[bytes] = []
     size = 0
     spool: BinaryIO | None = None
@@ -97,9 +90,7 @@ async def _read_body(request: Request) -> bytes | BinaryIO:
     if spool is not None:
         spool.seek(0)
         return spool
-    if len(chunks) == 1 and isinstance(chunks[0], bytes):
-        return chunks[0]
-    return b"".join(chunks)
+    return io.BytesIO(b"".join(chunks))  # joining a single bytes object returns it
 
 
 def _ingest_zip(k: Any, spool: Any, origin: Origin) -> list[dict[str, Any]]:
