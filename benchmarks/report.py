@@ -14,7 +14,7 @@ from typing import Any
 
 from .scenarios import Results, Row
 
-__all__ = ["BEGIN", "END", "DOC", "machine", "render", "write_docs"]
+__all__ = ["BEGIN", "END", "DOC", "machine", "paired_ratio", "render", "write_docs"]
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 BEGIN = "<!-- benchmark-table:begin (written by python -m benchmarks.run) -->"
@@ -70,6 +70,16 @@ def _summary(values: list[float]) -> tuple[float, float, float]:
     return statistics.median(values), min(values), max(values)
 
 
+def paired_ratio(isengard: list[float], orthanc: list[float]) -> tuple[float, float, float]:
+    """Isengard / Orthanc: the median of each run's ratio, with their min and max, when
+    both servers have one figure per run (the i-th of each list measured in the same
+    run, near each other in time); the ratio of the medians otherwise (min = max)."""
+    if len(isengard) == len(orthanc) and all(isengard) and all(orthanc):
+        return _summary([i / o for i, o in zip(isengard, orthanc, strict=True)])
+    ratio = statistics.median(isengard) / statistics.median(orthanc)
+    return ratio, ratio, ratio
+
+
 def _number(value: float) -> str:
     if value >= 100:
         return f"{value:.0f}"
@@ -116,7 +126,8 @@ def render(rows: list[Row], results: Results, info: dict[str, Any]) -> str:
         f"{m['orthanc']}; DCMTK {m['dcmtk']}. Load average at the end: {m['load']}.",
         "",
         f"Scale `{info['scale']}`, {info['repeat']} runs per figure: **median** "
-        "(min–max over the runs). Ratio = Isengard / Orthanc on the medians.",
+        "(min–max over the runs). Ratio = Isengard / Orthanc: the median of the runs' "
+        "ratios, each from the two servers measured back to back in one run (min–max).",
         "",
         "| Measure | Isengard | Orthanc | Isengard / Orthanc | Target | |",
         "|---|---|---|---|---|---|",
@@ -130,13 +141,14 @@ def render(rows: list[Row], results: Results, info: dict[str, Any]) -> str:
         if not (isengard or orthanc or na_i or na_o):
             continue
         ratio = None
+        ratio_text = "n/a"
         if isengard and orthanc:
-            ratio = statistics.median(isengard) / statistics.median(orthanc)
+            ratio, low, high = paired_ratio(isengard, orthanc)
+            ratio_text = f"{ratio:.2f}×" + (f" ({low:.2f}–{high:.2f})" if high > low else "")
         target, verdict = _verdict(row, ratio,
                                    statistics.median(isengard) if isengard else None)
         lines.append(f"| {row.label} | {_cell(row, isengard, na_i)} | "
-                     f"{_cell(row, orthanc, na_o)} | "
-                     f"{f'{ratio:.2f}×' if ratio is not None else 'n/a'} | {target} | "
+                     f"{_cell(row, orthanc, na_o)} | {ratio_text} | {target} | "
                      f"{verdict} |")
     if results.notes:
         lines += ["", "Warnings raised during the run:", ""]

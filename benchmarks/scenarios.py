@@ -190,31 +190,35 @@ class Runner:
         if group == "cstore-nagle":
             n = self.scale.nagle_instances
             sets = {k: v.subset(min(n, len(v.files))) for k, v in sets.items()}
+        sends = [(set_key, parallel) for set_key in ("ct", "small") for parallel in (1, 4)]
         for run in range(self.scale.repeat):
-            for kind in self.order(run):
-                peak = 0.0
-                for set_key in ("ct", "small"):
-                    dataset = sets[set_key]
-                    for parallel in (1, 4):
-                        server = self.launcher.start(kind, nodelay=nodelay)
-                        cpu = server.cpu_seconds()
-                        if group == "rest":
-                            seconds = rest_upload(server, dataset, parallel)
-                        else:
-                            seconds = storescu(server, dataset, parallel, nodelay=nodelay)
-                        cpu = server.cpu_seconds() - cpu
-                        self._check_count(server, len(dataset.files), group)
-                        peak = max(peak, server.peak_rss_mb())
-                        self.results.add(f"{prefix}-{set_key}-{parallel}", kind.name,
-                                         len(dataset.files) / seconds)
-                        if group != "cstore-nagle":
-                            self.results.add(f"{prefix}-cpu-{set_key}-{parallel}", kind.name,
-                                             1000 * cpu / len(dataset.files))
-                        self.launcher.stop(server)
-                if group == "cstore":
-                    self.results.add("rss-peak-ingest", kind.name, peak)
+            peak: dict[str, float] = {}
+            # Both servers take each send back to back (their order alternating from
+            # one send and one run to the next), so that each run gives a ratio of two
+            # figures measured a few seconds apart: the machine drifts over minutes.
+            for step, (set_key, parallel) in enumerate(sends):
+                dataset = sets[set_key]
+                for kind in self.order(run + step):
+                    server = self.launcher.start(kind, nodelay=nodelay)
+                    cpu = server.cpu_seconds()
+                    if group == "rest":
+                        seconds = rest_upload(server, dataset, parallel)
+                    else:
+                        seconds = storescu(server, dataset, parallel, nodelay=nodelay)
+                    cpu = server.cpu_seconds() - cpu
+                    self._check_count(server, len(dataset.files), group)
+                    peak[kind.name] = max(peak.get(kind.name, 0.0), server.peak_rss_mb())
+                    self.results.add(f"{prefix}-{set_key}-{parallel}", kind.name,
+                                     len(dataset.files) / seconds)
+                    if group != "cstore-nagle":
+                        self.results.add(f"{prefix}-cpu-{set_key}-{parallel}", kind.name,
+                                         1000 * cpu / len(dataset.files))
+                    self.launcher.stop(server)
+            if group == "cstore":
+                for name, value in peak.items():
+                    self.results.add("rss-peak-ingest", name, value)
             self.log(f"  {group} run {run + 1}: " + self._last(
-                [f"{prefix}-{s}-{p}" for s in ("ct", "small") for p in (1, 4)]))
+                [f"{prefix}-{s}-{p}" for s, p in sends]))
 
     # -- retrieve: archive, preview, C-MOVE --------------------------------------------
 
