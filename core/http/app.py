@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -36,8 +35,9 @@ from . import (
 )
 from .jobs import JobError
 from .responses import error_response
+from .routing import by_first_segment
 
-__all__ = ["build_app"]
+__all__ = ["all_routes", "build_app"]
 
 log = logging.getLogger("isengard.http")
 
@@ -115,14 +115,18 @@ async def _internal(request: Request, exc: Exception) -> Response:
     return error_response(request, 500, f"internal error: {type(exc).__name__}: {exc}")
 
 
+def all_routes(plugin_routes: Sequence[BaseRoute] = ()) -> list[BaseRoute]:
+    """Every route, in the order they are tried: plugin routes first (the ``userdata``
+    plugin's attachments, labels and metadata would otherwise be caught by resources'
+    /{level}/{id}/{relative})."""
+    return [*plugin_routes, *system.routes, *tools.routes, *instances.routes,
+            *content.routes, *create.routes, *jobs.routes, *modalities.routes,
+            *resources.routes]
+
+
 def build_app(kernel: Kernel, plugin_routes: Sequence[BaseRoute] = ()) -> Starlette:
-    # Plugin routes first (the ``userdata`` plugin's attachments, labels and metadata
-    # would otherwise be caught by resources' /{level}/{id}/{relative}).
-    routes: list[Any] = [*plugin_routes, *system.routes, *tools.routes, *instances.routes,
-                         *content.routes, *create.routes,
-                         *jobs.routes, *modalities.routes, *resources.routes]
     app = Starlette(
-        routes=routes,
+        routes=by_first_segment(all_routes(plugin_routes)),
         exception_handlers={
             UnknownResource: _unknown_resource,
             UnknownDicomTag: _unknown_tag,
