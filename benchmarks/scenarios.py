@@ -8,6 +8,7 @@ time. Servers alternate A B B A from one run to the next to spread the machine's
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import socket
@@ -31,6 +32,7 @@ from .clients import (
     declare_modality,
     get_bytes,
     rest_upload,
+    store_one_per_association,
     storescu,
     study_id,
     tools_find_study,
@@ -82,6 +84,15 @@ def _plural(k: int, group: str) -> str:
     return "association" if k == 1 else "parallel associations"
 
 
+def _rest(server: RunningServer, dataset: data.DicomSet, *, threads: int) -> float:
+    return rest_upload(server, dataset, threads)
+
+
+def _storescu(server: RunningServer, dataset: data.DicomSet, *, associations: int,
+              nodelay: bool) -> float:
+    return storescu(server, dataset, associations, nodelay=nodelay)
+
+
 QUERY_KINDS = (("pid", "exact PatientID"), ("name", "PatientName wildcard"),
                ("date", "StudyDate range"))
 
@@ -91,6 +102,7 @@ def build_rows(scale: Scale, meta: dict[str, Any]) -> list[Row]:
     ct_mb = float(meta.get("ct_mb", 0.0))
     small_mb = float(meta.get("small_mb", 0.0))
     n = scale.nagle_instances
+    per_association = min(scale.per_association, scale.small_instances)
     rows = [
         Row("startup", "startup", "Start-up to the first HTTP answer", "s", "lower",
             absolute_target=1.0),
@@ -101,9 +113,14 @@ def build_rows(scale: Scale, meta: dict[str, Any]) -> list[Row]:
             "queried (VmHWM)", "MB", "lower"),
         *_ingest_rows("cstore", "cstore", "C-STORE storescu", scale.ct_slices,
                       scale.small_instances, ct_mb, small_mb),
+        Row("cstore-assoc-small", "cstore", f"C-STORE, small 64×64 ×{per_association}, "
+            "one association per instance (Python client, one at a time)", "inst/s",
+            "higher", target=1.5, mb_per_unit=small_mb),
         *_ingest_rows("rest", "rest", "REST POST /instances", scale.ct_slices,
                       scale.small_instances, ct_mb, small_mb),
         *_cpu_rows("cstore", "cstore", "C-STORE", scale.ct_slices, scale.small_instances),
+        Row("cstore-cpu-assoc-small", "cstore", f"Server CPU per instance, C-STORE, small "
+            f"×{per_association}, one association per instance", "ms", "lower"),
         *_cpu_rows("rest", "rest", "REST", scale.ct_slices, scale.small_instances),
         Row("load-query", "query", f"C-STORE load of the query set "
             f"({scale.query_studies * scale.instances_per_study} tiny instances, "
@@ -190,35 +207,46 @@ class Runner:
         if group == "cstore-nagle":
             n = self.scale.nagle_instances
             sets = {k: v.subset(min(n, len(v.files))) for k, v in sets.items()}
-        sends = [(set_key, parallel) for set_key in ("ct", "small") for parallel in (1, 4)]
+        # (row key suffix, data, client): each a fresh server per server and run.
+        sends: list[tuple[str, data.DicomSet, Callable[[RunningServer, data.DicomSet],
+                                                        float]]] = []
+        client: Callable[[RunningServer, data.DicomSet], float]
+        for set_key in ("ct", "small"):
+            for parallel in (1, 4):
+                if group == "rest":
+                    client = functools.partial(_rest, threads=parallel)
+                else:
+                    client = functools.partial(_storescu, associations=parallel,
+                                               nodelay=nodelay)
+                sends.append((f"{set_key}-{parallel}", sets[set_key], client))
+        if group == "cstore":
+            small = sets["small"]
+            sends.append(("assoc-small",
+                          small.subset(min(self.scale.per_association, len(small.files))),
+                          store_one_per_association))
         for run in range(self.scale.repeat):
             peak: dict[str, float] = {}
             # Both servers take each send back to back (their order alternating from
             # one send and one run to the next), so that each run gives a ratio of two
             # figures measured a few seconds apart: the machine drifts over minutes.
-            for step, (set_key, parallel) in enumerate(sends):
-                dataset = sets[set_key]
+            for step, (key, dataset, client) in enumerate(sends):
                 for kind in self.order(run + step):
                     server = self.launcher.start(kind, nodelay=nodelay)
                     cpu = server.cpu_seconds()
-                    if group == "rest":
-                        seconds = rest_upload(server, dataset, parallel)
-                    else:
-                        seconds = storescu(server, dataset, parallel, nodelay=nodelay)
+                    seconds = client(server, dataset)
                     cpu = server.cpu_seconds() - cpu
                     self._check_count(server, len(dataset.files), group)
                     peak[kind.name] = max(peak.get(kind.name, 0.0), server.peak_rss_mb())
-                    self.results.add(f"{prefix}-{set_key}-{parallel}", kind.name,
-                                     len(dataset.files) / seconds)
+                    self.results.add(f"{prefix}-{key}", kind.name, len(dataset.files) / seconds)
                     if group != "cstore-nagle":
-                        self.results.add(f"{prefix}-cpu-{set_key}-{parallel}", kind.name,
+                        self.results.add(f"{prefix}-cpu-{key}", kind.name,
                                          1000 * cpu / len(dataset.files))
                     self.launcher.stop(server)
             if group == "cstore":
                 for name, value in peak.items():
                     self.results.add("rss-peak-ingest", name, value)
             self.log(f"  {group} run {run + 1}: " + self._last(
-                [f"{prefix}-{s}-{p}" for s, p in sends]))
+                [f"{prefix}-{key}" for key, _, _ in sends]))
 
     # -- retrieve: archive, preview, C-MOVE --------------------------------------------
 
