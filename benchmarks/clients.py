@@ -12,7 +12,6 @@ import http.client
 import json
 import re
 import socket
-import struct
 import subprocess
 import tempfile
 import threading
@@ -95,127 +94,43 @@ def store_one_per_association(server: RunningServer, dataset: DicomSet) -> float
     (A-ASSOCIATE, one C-STORE, A-RELEASE), as modalities that associate per image do.
 
     DCMTK's ``storescu`` sends all its files over one association, and a process per
-    file would measure the process start-up; this client speaks the protocol over a
-    plain socket with everything encoded before the clock starts, so that the figure is
-    the server's set-up and release of an association plus one C-STORE."""
-    prepared = [_store_request(path) for path in dataset.files]
+    file would measure the process start-up; the client here is Isengard's own storage
+    SCU (:class:`isengard.store_association.StoreAssociation`, one thread, a plain
+    socket), the same for both servers, with the files read before the clock starts."""
+    from isengard.store_association import PeerError, StoreAssociation
+
+    prepared = [_data_set(path) for path in dataset.files]
+    name = server.kind.name
     started = time.perf_counter()
-    for sop_class, transfer_syntax, pdus in prepared:
-        with socket.create_connection(("127.0.0.1", server.dicom_port), timeout=60) as sock:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.sendall(_associate_rq(server.kind.aet, sop_class, transfer_syntax))
-            pdu_type, body = _read_pdu(sock)
-            if pdu_type != 0x02:
-                raise ClientError(f"{server.kind.name} answered the association request with PDU "
-                                  f"type 0x{pdu_type:02X}")
-            sock.sendall(pdus)
-            status = _response_status(sock)
-            if status != 0:
-                raise ClientError(f"{server.kind.name} answered a C-STORE with status "
-                                  f"0x{status:04X}")
-            sock.sendall(b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00")  # A-RELEASE-RQ
-            pdu_type, _ = _read_pdu(sock)
-            if pdu_type != 0x06:
-                raise ClientError(f"{server.kind.name} answered A-RELEASE-RQ with PDU type "
-                                  f"0x{pdu_type:02X}")
+    for sop_class, sop_instance, transfer_syntax, data_set in prepared:
+        try:
+            assoc = StoreAssociation.request(
+                "127.0.0.1", server.dicom_port, calling_aet=CLIENT_AET,
+                called_aet=server.kind.aet, contexts=[(sop_class, [transfer_syntax])],
+                timeout=60, label=name)
+            context_id = assoc.accepted.get(sop_class, {}).get(transfer_syntax)
+            if context_id is None:
+                assoc.abort()
+                raise ClientError(f"{name} refused the presentation context of {sop_class}")
+            assoc.send_request(context_id, sop_class, sop_instance, data_set, message_id=1)
+            answer = assoc.read_response(sop_instance, message_id=1)
+            assoc.release()
+        except PeerError as exc:
+            raise ClientError(str(exc)) from exc
+        if answer.status != 0:
+            raise ClientError(f"{name} answered a C-STORE with status 0x{answer.status:04X}")
     return time.perf_counter() - started
 
 
-_MAX_PDV = 16_000  # data fragments: below every server's maximum PDU length
-
-
-def _element(group: int, element: int, value: bytes) -> bytes:
-    """An implicit VR little endian element, padded to an even length with a NUL."""
-    if len(value) % 2:
-        value += b"\x00"
-    return struct.pack("<HHI", group, element, len(value)) + value
-
-
-def _store_request(path: Path) -> tuple[str, str, bytes]:
-    """(SOP class, transfer syntax, the P-DATA-TF PDUs of a C-STORE-RQ with the file's
-    data set) for one file, presentation context 1."""
+def _data_set(path: Path) -> tuple[str, str, str, bytes]:
+    """(SOP class, SOP instance, transfer syntax, the data set's bytes) of a file."""
     from pydicom.filereader import read_file_meta_info
 
     meta = read_file_meta_info(path)
     # Preamble, "DICM", the group length element, then the rest of the group.
-    dataset = path.read_bytes()[132 + 12 + int(meta.FileMetaInformationGroupLength):]
-    sop_class = str(meta.MediaStorageSOPClassUID)
-    sop_instance = str(meta.MediaStorageSOPInstanceUID)
-    body = b"".join([
-        _element(0x0000, 0x0002, sop_class.encode()),
-        _element(0x0000, 0x0100, struct.pack("<H", 0x0001)),  # C-STORE-RQ
-        _element(0x0000, 0x0110, struct.pack("<H", 1)),  # message ID
-        _element(0x0000, 0x0700, struct.pack("<H", 0)),  # priority: medium
-        _element(0x0000, 0x0800, struct.pack("<H", 0x0001)),  # a data set follows
-        _element(0x0000, 0x1000, sop_instance.encode()),
-    ])
-    command = _element(0x0000, 0x0000, struct.pack("<I", len(body))) + body
-    pdvs = [(0x03, command)]  # command, last fragment
-    for at in range(0, len(dataset), _MAX_PDV):
-        last = at + _MAX_PDV >= len(dataset)
-        pdvs.append((0x02 if last else 0x00, dataset[at:at + _MAX_PDV]))
-    pdus = b"".join(struct.pack(">BBIIBB", 0x04, 0, len(value) + 6, len(value) + 2, 1, flags)
-                    + value for flags, value in pdvs)
-    return sop_class, str(meta.TransferSyntaxUID), pdus
-
-
-def _associate_rq(called_aet: str, sop_class: str, transfer_syntax: str) -> bytes:
-    from pynetdicom.pdu import A_ASSOCIATE_RQ
-    from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
-    from pynetdicom.presentation import build_context
-
-    primitive = A_ASSOCIATE()
-    primitive.application_context_name = "1.2.840.10008.3.1.1.1"
-    primitive.calling_ae_title = CLIENT_AET
-    primitive.called_ae_title = called_aet
-    context = build_context(sop_class, [transfer_syntax])
-    context.context_id = 1
-    primitive.presentation_context_definition_list = [context]
-    max_length = MaximumLengthNotification()
-    max_length.maximum_length_received = 16384
-    primitive.user_information = [max_length]
-    pdu = A_ASSOCIATE_RQ()
-    pdu.from_primitive(primitive)
-    return bytes(pdu.encode())
-
-
-def _read_exactly(sock: socket.socket, size: int) -> bytes:
-    chunks = []
-    while size:
-        chunk = sock.recv(size)
-        if not chunk:
-            raise ClientError("the server closed the connection")
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-def _read_pdu(sock: socket.socket) -> tuple[int, bytes]:
-    header = _read_exactly(sock, 6)
-    return header[0], _read_exactly(sock, struct.unpack(">I", header[2:])[0])
-
-
-def _response_status(sock: socket.socket) -> int:
-    """The Status (0000,0900) of the C-STORE-RSP (command fragments of P-DATA-TF)."""
-    command = b""
-    while True:
-        pdu_type, body = _read_pdu(sock)
-        if pdu_type != 0x04:
-            raise ClientError(f"expected a C-STORE-RSP, got PDU type 0x{pdu_type:02X}")
-        at = 0
-        while at + 6 <= len(body):
-            length = struct.unpack(">I", body[at:at + 4])[0]
-            flags = body[at + 5]
-            command += body[at + 6:at + 4 + length]
-            at += 4 + length
-            if flags & 0x03 == 0x03:  # the command's last fragment
-                at = 0
-                while at + 8 <= len(command):
-                    group, element, length = struct.unpack("<HHI", command[at:at + 8])
-                    if (group, element) == (0x0000, 0x0900):
-                        return int(struct.unpack("<H", command[at + 8:at + 10])[0])
-                    at += 8 + length
-                raise ClientError("the C-STORE-RSP has no Status")
+    data_set = path.read_bytes()[132 + 12 + int(meta.FileMetaInformationGroupLength):]
+    return (str(meta.MediaStorageSOPClassUID), str(meta.MediaStorageSOPInstanceUID),
+            str(meta.TransferSyntaxUID), data_set)
 
 
 def rest_upload(server: RunningServer, dataset: DicomSet, threads: int) -> float:

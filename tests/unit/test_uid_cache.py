@@ -10,10 +10,9 @@ import pynetdicom.utils
 import pytest
 from pydicom.uid import UID
 from pynetdicom.pdu import A_ASSOCIATE_RQ
-from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
-from pynetdicom.presentation import PresentationContext
 
 from isengard import uid_cache
+from isengard.store_association import _associate_rq
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 
@@ -63,21 +62,8 @@ def test_empty_and_none_keep_their_rules() -> None:
 
 
 def test_association_request_decodes_the_same() -> None:
-    context = PresentationContext()
-    context.context_id = 1
-    context.abstract_syntax = CT
-    context.transfer_syntax = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]
-    primitive = A_ASSOCIATE()
-    primitive.application_context_name = "1.2.840.10008.3.1.1.1"
-    primitive.calling_ae_title = "SCU"
-    primitive.called_ae_title = "ISENGARD"
-    primitive.presentation_context_definition_list = [context]
-    length = MaximumLengthNotification()
-    length.maximum_length_received = 16384
-    primitive.user_information = [length]
-    rq = A_ASSOCIATE_RQ()
-    rq.from_primitive(primitive)
-    encoded = rq.encode()
+    encoded = _associate_rq("SCU", "ISENGARD",
+                            [(CT, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])])
     for _ in range(2):
         decoded = A_ASSOCIATE_RQ()
         decoded.decode(encoded)
