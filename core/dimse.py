@@ -1,8 +1,12 @@
-"""The DICOM front-end: a pynetdicom Application Entity serving C-ECHO and C-STORE.
+"""The DICOM front-end: C-ECHO, C-STORE and, through dimse_qr, query/retrieve.
 
-Each association runs in its own thread (pynetdicom); C-STORE hands the received bytes,
-as received, to the ingest path and answers once the instance is durable and indexed.
-A failure becomes a DICOM failure status (PS3.4 B.2.3), never a dropped association.
+pynetdicom's server accepts the connections; each gets a thread that reads its
+A-ASSOCIATE-RQ. An association for storage and Verification only is served whole in
+that thread (:mod:`.dimse_acceptor`); any other goes to pynetdicom's association
+machinery, its C-STOREs read by :mod:`.dimse_receive`. Either way C-STORE hands the
+received bytes, as received, to the ingest path and answers once the instance is durable
+and indexed. A failure becomes a DICOM failure status (PS3.4 B.2.3), never a dropped
+association.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
 
 from . import dimse_receive, dimse_wakeup, uid_cache
 from .config import DicomSettings
+from .dimse_acceptor import AcceptorSettings, Requestor, StorageAssociation
 from .dimse_fast import install_fast_final_responses, tune_connection
 from .dimse_qr import QR_SOP_CLASSES
 from .errors import InstanceRejected, InvalidDicomError, StartupError
@@ -87,7 +92,9 @@ _REJECT_REASONS = {
 @dataclass
 class _AssociationStats:
     calling_aet: str
-    address: str
+    called_aet: str
+    ip: str
+    address: str  # ip:port
     stored: int = 0
     already: int = 0
     rejected: int = 0
@@ -122,7 +129,18 @@ class DicomServer:
         # association's thread, so ae.active_associations may not list it yet). Finished
         # associations drop out by themselves.
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        # The connections served by our own acceptor (StorageAssociation), until their
+        # thread ends; and the A-ASSOCIATE-RQ of a connection being handed to pynetdicom
+        # (read by _on_connection_open, in the same thread).
+        self._own: set[StorageAssociation] = set()
+        self._handover = threading.local()
         self.ae = self._make_ae()
+        self._acceptor = AcceptorSettings(
+            maximum_pdu_length=settings.maximum_pdu_length,
+            timeout=settings.timeout, supported=self.ae.supported_contexts,
+            fast_syntaxes=frozenset([str(Verification)] + [
+                str(cx.abstract_syntax) for cx in AllStoragePresentationContexts]),
+            implementation=(IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME))
 
     def _make_ae(self) -> AE:
         s = self.settings
@@ -184,12 +202,9 @@ class DicomServer:
         if server.socket is not None:
             server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         server.contexts = _SharedContexts(server.contexts)
-        # pynetdicom starts a thread per connection whose only work is to create the
-        # Association and start its two threads (~0.3 ms of each association's set-up):
-        # the accepting thread does it itself. It reads nothing from the peer there
-        # (with TLS it would: the handshake happens when the socket is wrapped).
-        if isinstance(server, ThreadedAssociationServer):
-            server.process_request = server.process_request_thread  # type: ignore[method-assign]
+        # Each connection's thread reads the A-ASSOCIATE-RQ, then serves the association
+        # itself or hands it to pynetdicom (_on_connection).
+        server.process_request = self._on_connection  # type: ignore[method-assign,assignment]
         self._server = server
         log.info("DICOM server listening on %s:%d as AE title %s", host, self.port,
                  self.settings.aet)
@@ -221,7 +236,16 @@ class DicomServer:
             if not self._idle.wait_for(lambda: self._in_flight == 0, timeout=grace):
                 log.warning("%d C-STORE(s) still being stored after %.0f s at shut-down",
                             self._in_flight, grace)
+            own = list(self._own)
         deadline = time.monotonic() + grace
+        for association in own:
+            if association.established and association.requestor is not None:
+                log.warning("aborting association from %s (%s) at shut-down",
+                            association.requestor.calling_aet, association.requestor.ip)
+            association.abort()
+        for association in own:
+            if association.thread is not None:
+                association.thread.join(max(0.0, deadline - time.monotonic()))
         for assoc in acceptors:
             if assoc.requestor.primitive is None:
                 _close_unassociated(assoc)
@@ -233,10 +257,83 @@ class DicomServer:
             if assoc.ident is not None:  # else not started yet: it will end at once
                 assoc.join(max(0.0, deadline - time.monotonic()))
 
+    # -- our acceptor (dimse_acceptor.AcceptorHost) -------------------------------------
+
+    def _on_connection(self, request: socket.socket, client_address: Any) -> None:
+        """A connection accepted by pynetdicom's server (in its listening thread)."""
+        association = StorageAssociation(request, client_address, self, self._acceptor)
+        with self._lock:
+            stopping = self._stopping
+            if not stopping:
+                self._own.add(association)
+        if stopping:  # accepted just before the listener closed
+            request.close()
+            return
+        association.thread = threading.Thread(
+            target=self._serve_connection, args=(association,), daemon=True,
+            name=f"DicomConnection-{client_address[0]}:{client_address[1]}")
+        association.thread.start()
+
+    def _serve_connection(self, association: StorageAssociation) -> None:
+        try:
+            association.run()
+        finally:
+            with self._lock:
+                self._own.discard(association)
+
+    def admit(self, requestor: Requestor) -> tuple[int, int, int] | None:
+        """The checks before accepting an association, whichever path serves it."""
+        reason = None
+        if self.settings.check_called_aet and requestor.called_aet != self.settings.aet:
+            reason = (1, 1, 7)
+        else:
+            with self._lock:
+                ours = sum(1 for a in self._own if a.established)
+            theirs = sum(1 for a in self.ae.active_associations if a.is_acceptor)
+            if ours + theirs + 1 > self.settings.maximum_associations:
+                reason = (2, 3, 2)
+        if reason is not None:
+            self._log_rejection(requestor.calling_aet, requestor.ip, requestor.called_aet,
+                                (reason[1], reason[2]))
+        return reason
+
+    def accepted(self, association: StorageAssociation) -> _AssociationStats:
+        requestor = association.requestor
+        assert requestor is not None
+        stats = _AssociationStats(requestor.calling_aet, requestor.called_aet, requestor.ip,
+                                  f"{requestor.ip}:{requestor.port}")
+        log.info("association from %s (%s) to %s accepted", stats.calling_aet,
+                 stats.address, stats.called_aet)
+        return stats
+
+    def echo(self, stats: _AssociationStats) -> int:
+        return self._echo_status(stats.calling_aet, stats.ip)
+
+    def store(self, stats: _AssociationStats, transfer_syntax: str, sop_class: str,
+              sop_instance: str, fragments: list[memoryview]) -> tuple[int, str]:
+        return self._receive(stats, transfer_syntax, sop_class, sop_instance, fragments)
+
+    def closed(self, stats: _AssociationStats, how: str) -> None:
+        _log_summary(stats, how)
+
+    def hand_over(self, sock: socket.socket, address: Any, request_pdu: bytes) -> None:
+        server = self._server
+        if server is None:  # stopped meanwhile
+            sock.close()
+            return
+        self._handover.request_pdu = request_pdu
+        try:
+            # pynetdicom's: creates the Association (EVT_CONN_OPEN) and starts it.
+            cast(ThreadedAssociationServer, server).process_request_thread(sock, address)
+        finally:
+            self._handover.request_pdu = None
+
     # -- event handlers (run in the association's thread) -------------------------------
 
     def _on_connection_open(self, event: Any) -> None:
         # Runs in the connection's thread before pynetdicom starts the association.
+        request_pdu = getattr(self._handover, "request_pdu", None)
+        self._handover.request_pdu = None
         with self._lock:
             stopping = self._stopping
             if not stopping:
@@ -244,53 +341,56 @@ class DicomServer:
         if stopping:  # accepted just before the listener closed
             _close_unassociated(event.assoc)
             return
+        if request_pdu is not None:
+            # What pynetdicom's reader would have done with the PDU we already read.
+            dul = event.assoc.dul
+            pdu, dul_event = dul._decode_pdu(bytearray(request_pdu))
+            dul.event_queue.put(dul_event)
+            dul._recv_pdu.put(pdu)
         # Before the first PDU is read, so that A-ASSOCIATE-AC already goes out without
         # Nagle's delay. pynetdicom's AssociationSocket wraps the accepted socket.
         tune_connection(event.assoc)
         install_fast_final_responses(event.assoc)
         dimse_wakeup.install(event.assoc)
-        dimse_receive.install(event.assoc, self._receive)
+        dimse_receive.install(event.assoc, self._receive_pynetdicom)
 
     def _on_accepted(self, event: Any) -> None:
-        assoc = event.assoc
-        calling = assoc.requestor.ae_title
-        address = f"{assoc.requestor.address}:{assoc.requestor.port}"
+        stats = _stats_for(event.assoc)
         with self._lock:
-            self._stats[id(assoc)] = _AssociationStats(calling, address)
-        log.info("association from %s (%s) to %s accepted", calling, address,
-                 _called_aet(assoc))
+            self._stats[id(event.assoc)] = stats
+        log.info("association from %s (%s) to %s accepted", stats.calling_aet,
+                 stats.address, stats.called_aet)
 
     def _on_rejected(self, event: Any) -> None:
         assoc = event.assoc
         answer = assoc.acceptor.primitive  # the A-ASSOCIATE-RJ just sent
         key = (int(getattr(answer, "result_source", 0) or 0),
                int(getattr(answer, "diagnostic", 0) or 0))
+        self._log_rejection(assoc.requestor.ae_title, assoc.requestor.address,
+                            _called_aet(assoc), key)
+
+    def _log_rejection(self, calling: str, ip: str, called: str,
+                       key: tuple[int, int]) -> None:
         reason = _REJECT_REASONS.get(key, f"source {key[0]}, diagnostic {key[1]}")
-        called = _called_aet(assoc)
         if key == (1, 7):
             reason += (f": {called!r} is not {self.settings.aet!r} "
                        "(dicom.check_called_aet is on)")
         elif key == (3, 2):
             reason += (f": already {self.settings.maximum_associations} associations "
                        "(dicom.maximum_associations)")
-        log.warning("association from %s (%s) to %s rejected: %s", assoc.requestor.ae_title,
-                    assoc.requestor.address, called, reason)
+        log.warning("association from %s (%s) to %s rejected: %s", calling, ip, called,
+                    reason)
 
     def _on_closed(self, event: Any) -> None:
         with self._lock:
             stats = self._stats.pop(id(event.assoc), None)
-        if stats is None:
-            return
-        how = "released" if event.event is evt.EVT_RELEASED else "aborted"
-        log.info("association from %s (%s) %s: %d instance(s) stored, %d already stored, "
-                 "%d rejected, %.1f MB", stats.calling_aet, stats.address, how, stats.stored,
-                 stats.already, stats.rejected, stats.bytes / 1e6)
+        if stats is not None:
+            _log_summary(stats, "released" if event.event is evt.EVT_RELEASED else "aborted")
 
-    def _allowed(self, assoc: Any, right: str) -> bool:
+    def _allowed(self, calling_aet: str, ip: str, right: str) -> bool:
         """Orthanc's rule: a declared modality has its Allow* rights; an unknown caller
         may echo/store only if dicom.always_allow_echo/store say so."""
-        requestor = assoc.requestor
-        modality = (self._caller_rights(requestor.ae_title, requestor.address)
+        modality = (self._caller_rights(calling_aet, ip)
                     if self._caller_rights is not None else None)
         if modality is not None:
             return bool(getattr(modality, f"allow_{right}"))
@@ -298,19 +398,22 @@ class DicomServer:
 
     def _on_echo(self, event: Any) -> int:
         requestor = event.assoc.requestor
-        if not self._allowed(event.assoc, "echo"):
+        return self._echo_status(requestor.ae_title, requestor.address)
+
+    def _echo_status(self, calling_aet: str, ip: str) -> int:
+        if not self._allowed(calling_aet, ip, "echo"):
             log.warning("C-ECHO from %s (%s) refused: not allowed (declare it under "
                         "`modalities:` with allow_echo, or set dicom.always_allow_echo)",
-                        requestor.ae_title, requestor.address)
+                        calling_aet, ip)
             return STATUS_NOT_AUTHORIZED
-        log.debug("C-ECHO from %s", requestor.ae_title)
+        log.debug("C-ECHO from %s", calling_aet)
         return STATUS_SUCCESS
 
     def _on_store(self, event: Any) -> Dataset | int:
         """EVT_C_STORE: the C-STOREs that dimse_receive leaves to pynetdicom (DEBUG
         logging of pynetdicom on, a context whose abstract syntax is not the SOP class)."""
         request = event.request
-        status, comment = self._receive(
+        status, comment = self._receive_pynetdicom(
             event.assoc, str(event.context.transfer_syntax), str(request.AffectedSOPClassUID),
             str(request.AffectedSOPInstanceUID),
             [memoryview(event.encoded_dataset(include_meta=False))])
@@ -322,20 +425,24 @@ class DicomServer:
         answer.ErrorComment = comment.replace("\\", "/")[:64]
         return answer
 
-    def _receive(self, assoc: Any, transfer_syntax: str, sop_class: str, sop_instance: str,
-                 fragments: list[memoryview]) -> tuple[int, str]:
-        """One received C-STORE → (status, error comment). Called by dimse_receive on
-        the association's DUL thread, or by :meth:`_on_store`."""
-        stats = self._stats.get(id(assoc))
+    def _receive_pynetdicom(self, assoc: Any, transfer_syntax: str, sop_class: str,
+                            sop_instance: str, fragments: list[memoryview]
+                            ) -> tuple[int, str]:
+        """A C-STORE on an association pynetdicom runs: dimse_receive calls this on the
+        association's DUL thread, or :meth:`_on_store` does."""
+        stats = self._stats.get(id(assoc)) or _stats_for(assoc)
+        return self._receive(stats, transfer_syntax, sop_class, sop_instance, fragments)
+
+    def _receive(self, stats: _AssociationStats, transfer_syntax: str, sop_class: str,
+                 sop_instance: str, fragments: list[memoryview]) -> tuple[int, str]:
+        """One received C-STORE → (status, error comment)."""
         # CalledAET is the title the peer asked for (Orthanc records it too): with
         # check_called_aet off, a server answers to any title.
-        origin = Origin(kind="DicomProtocol", remote_aet=assoc.requestor.ae_title,
-                        called_aet=_called_aet(assoc), remote_ip=assoc.requestor.address)
-        may_store = stats.may_store if stats is not None else None
+        origin = Origin(kind="DicomProtocol", remote_aet=stats.calling_aet,
+                        called_aet=stats.called_aet, remote_ip=stats.ip)
+        may_store = stats.may_store
         if may_store is None:
-            may_store = self._allowed(assoc, "store")
-            if stats is not None:
-                stats.may_store = may_store
+            may_store = stats.may_store = self._allowed(stats.calling_aet, stats.ip, "store")
         if not may_store:
             return self._failure(stats, STATUS_NOT_AUTHORIZED,
                                  f"{origin.remote_aet} may not store here: declare it under "
@@ -358,7 +465,7 @@ class DicomServer:
                 self._in_flight -= 1
                 self._idle.notify_all()
 
-    def _store(self, data: bytes, stats: _AssociationStats | None,
+    def _store(self, data: bytes, stats: _AssociationStats,
                origin: Origin) -> tuple[int, str]:
         try:
             outcome, parsed = self._ingest().ingest(data, origin)
@@ -370,24 +477,34 @@ class DicomServer:
             log.exception("C-STORE from %s failed", origin.remote_aet)
             return self._failure(stats, STATUS_OUT_OF_RESOURCES,
                                  f"cannot store the instance: {type(exc).__name__}: {exc}", origin)
-        if stats is not None:
-            stats.bytes += len(data)
-            if outcome.status == "Success":
-                stats.stored += 1
-            else:
-                stats.already += 1
+        stats.bytes += len(data)
+        if outcome.status == "Success":
+            stats.stored += 1
+        else:
+            stats.already += 1
         log.debug("C-STORE %s from %s: %s", parsed.sop_instance_uid, origin.remote_aet,
                   outcome.status)
         return STATUS_SUCCESS, ""
 
     @staticmethod
-    def _failure(stats: _AssociationStats | None, status: int, reason: str,
+    def _failure(stats: _AssociationStats, status: int, reason: str,
                  origin: Origin) -> tuple[int, str]:
-        if stats is not None:
-            stats.rejected += 1
+        stats.rejected += 1
         log.warning("C-STORE from %s (%s) refused: %s", origin.remote_aet, origin.remote_ip,
                     reason)
         return status, reason
+
+
+def _stats_for(assoc: Any) -> _AssociationStats:
+    requestor = assoc.requestor
+    return _AssociationStats(requestor.ae_title, _called_aet(assoc), requestor.address,
+                             f"{requestor.address}:{requestor.port}")
+
+
+def _log_summary(stats: _AssociationStats, how: str) -> None:
+    log.info("association from %s (%s) %s: %d instance(s) stored, %d already stored, "
+             "%d rejected, %.1f MB", stats.calling_aet, stats.address, how, stats.stored,
+             stats.already, stats.rejected, stats.bytes / 1e6)
 
 
 def _called_aet(assoc: Any) -> str:

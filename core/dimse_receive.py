@@ -33,7 +33,7 @@ from pynetdicom.sop_class import uid_to_service_class
 from .dimse_fast import decode_command, encode_c_store_rsp, p_data_tf
 from .store_association import send_buffers
 
-__all__ = ["StoreCallback", "install"]
+__all__ = ["StoreCallback", "install", "pdvs"]
 
 log = logging.getLogger("isengard.dicom")
 _PYNETDICOM_LOG = logging.getLogger("pynetdicom")
@@ -111,11 +111,11 @@ class _Reader:
                       len(body), length)
             dul.event_queue.put("Evt17")
             return
-        pdvs = _pdvs(body) if pdu_type == 0x04 else None
-        if pdvs is None:  # not P-DATA-TF, or malformed: pynetdicom's decoder judges
+        items = pdvs(body) if pdu_type == 0x04 else None
+        if items is None:  # not P-DATA-TF, or malformed: pynetdicom's decoder judges
             self._to_pynetdicom(bytes(header) + bytes(body))
             return
-        self._p_data(pdvs)
+        self._p_data(items)
 
     def _to_pynetdicom(self, pdu_bytes: bytes) -> None:
         """What pynetdicom's reader does with the PDU it read."""
@@ -235,12 +235,13 @@ def _decode(parts: list[memoryview]) -> dict[int, bytes]:
         return {}  # not ours: pynetdicom will report the malformed command
 
 
-def _pdvs(body: bytearray | bytes) -> list[tuple[int, int, memoryview, memoryview]] | None:
+def pdvs(body: bytearray | bytes | memoryview
+         ) -> list[tuple[int, int, memoryview, memoryview]] | None:
     """The PDVs of a P-DATA-TF PDU body: (context ID, message control header, data,
     the whole item), or None if the items do not tile the body (PS3.8 9.3.5)."""
     view = memoryview(body)
     size = len(view)
-    pdvs = []
+    items = []
     position = 0
     while position < size:
         if position + 6 > size:
@@ -249,10 +250,10 @@ def _pdvs(body: bytearray | bytes) -> list[tuple[int, int, memoryview, memoryvie
         end = position + 4 + length
         if length < 2 or end > size:
             return None
-        pdvs.append((view[position + 4], view[position + 5], view[position + 6:end],
+        items.append((view[position + 4], view[position + 5], view[position + 6:end],
                      view[position:end]))
         position = end
-    return pdvs
+    return items
 
 
 def install(assoc: Any, store: StoreCallback) -> None:

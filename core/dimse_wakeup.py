@@ -74,7 +74,9 @@ def install(assoc: Any) -> None:
     state = {"open": True, "poked": False}
 
     def dul_wait(seconds: float) -> None:
-        if not dul.to_provider_queue.empty() or dul._kill_thread:
+        # Events already queued (the A-ASSOCIATE-RQ that dimse handed over) need no wait.
+        if (not dul.to_provider_queue.empty() or not dul.event_queue.empty()
+                or dul._kill_thread):
             return
         try:
             ready, _, _ = select.select([sock, wake_r], [], [], max(seconds, IDLE_WAIT))

@@ -75,10 +75,8 @@ def test_accepted_connections_do_not_use_nagle(isengard_server):
     s = isengard_server
     with socket.create_connection(("127.0.0.1", s.dicom_port)):
         def server_side() -> socket.socket | None:
-            for assoc in s.server.dicom.ae.active_associations:
-                raw = getattr(getattr(assoc.dul, "socket", None), "socket", None)
-                if assoc.is_acceptor and raw is not None:
-                    return raw
+            for association in list(s.server.dicom._own):  # our acceptor's connections
+                return association.sock
             return None
 
         raw = wait_for(server_side, "the server to accept the connection")

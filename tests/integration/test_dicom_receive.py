@@ -1,7 +1,10 @@
-"""C-STOREs assembled from the PDUs as they arrive (:mod:`isengard.dimse_receive`), with
-hand-cut PDUs a toolkit would rarely send: commands in several fragments, several PDVs per
-PDU, one byte per fragment; other messages still answered by pynetdicom; protocol errors
-end the association and store nothing."""
+"""C-STOREs assembled from the PDUs as they arrive, with hand-cut PDUs a toolkit would
+rarely send: commands in several fragments, several PDVs per PDU, one byte per fragment;
+other messages still answered; protocol errors end the association and store nothing.
+
+Each test runs on both paths of an association: storage and Verification only, served by
+our acceptor (:mod:`isengard.dimse_acceptor`), and with a query context too, run by
+pynetdicom with :mod:`isengard.dimse_receive` reading its C-STOREs."""
 
 from __future__ import annotations
 
@@ -13,18 +16,37 @@ import pytest
 from isengard.dimse_fast import encode_c_store_rq
 from isengard.store_association import PeerError, StoreAssociation, send_buffers
 from tests.conftest import dataset_bytes
-from tests.integration.dicom_helpers import instance_id_of, split_part10
+from tests.integration.dicom_helpers import instance_id_of, split_part10, wait_for
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 VERIFICATION = "1.2.840.10008.1.1"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
 
-def _associate(server) -> StoreAssociation:
-    return StoreAssociation.request(
+STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+
+
+@pytest.fixture(params=["own", "pynetdicom"])
+def path(request) -> str:
+    return request.param
+
+
+def _associate(server, path: str) -> StoreAssociation:
+    contexts = [(CT_IMAGE, [EXPLICIT_LE]), (VERIFICATION, [EXPLICIT_LE])]
+    if path == "pynetdicom":
+        contexts.append((STUDY_ROOT_FIND, [EXPLICIT_LE]))
+    assoc = StoreAssociation.request(
         "127.0.0.1", server.dicom_port, calling_aet="RAWSCU", called_aet=server.aet,
-        contexts=[(CT_IMAGE, [EXPLICIT_LE]), (VERIFICATION, [EXPLICIT_LE])], timeout=10,
-        label="isengard")
+        contexts=contexts, timeout=10, label="isengard")
+    dicom = server.server.dicom
+    expected = (1, 0) if path == "own" else (0, 1)
+
+    def serving() -> tuple[int, int]:
+        return (sum(1 for a in list(dicom._own) if a.established),
+                sum(1 for a in dicom.ae.active_associations if a.is_acceptor))
+
+    wait_for(lambda: serving() == expected, f"the association to be served by {path}")
+    return assoc
 
 
 def _pdv(context_id: int, fragment: bytes, *, command: bool, last: bool) -> bytes:
@@ -53,9 +75,9 @@ def _instance(dicom_factory) -> tuple[str, bytes]:
 
 
 def test_fragmented_commands_and_data_sets_are_stored_byte_for_byte(isengard_server,
-                                                                    dicom_factory):
+                                                                    dicom_factory, path):
     s = isengard_server
-    assoc = _associate(s)
+    assoc = _associate(s, path)
     cx = assoc.accepted[CT_IMAGE][EXPLICIT_LE]
     sent = {}
     try:
@@ -81,9 +103,9 @@ def test_fragmented_commands_and_data_sets_are_stored_byte_for_byte(isengard_ser
         assert meta.TransferSyntaxUID == EXPLICIT_LE
 
 
-def test_other_messages_are_left_to_pynetdicom(isengard_server, dicom_factory):
+def test_other_messages_between_c_stores_are_answered(isengard_server, dicom_factory, path):
     s = isengard_server
-    assoc = _associate(s)
+    assoc = _associate(s, path)
     echo_cx = assoc.accepted[VERIFICATION][EXPLICIT_LE]
     ct_cx = assoc.accepted[CT_IMAGE][EXPLICIT_LE]
     echo = (struct.pack("<HHI", 0, 0x0002, 18) + b"1.2.840.10008.1.1\x00"
@@ -111,9 +133,9 @@ def test_other_messages_are_left_to_pynetdicom(isengard_server, dicom_factory):
     assert s.get("/statistics").json()["CountInstances"] == 2
 
 
-def test_failures_are_answered_with_their_reason(isengard_server, dicom_factory):
+def test_failures_are_answered_with_their_reason(isengard_server, dicom_factory, path):
     s = isengard_server
-    assoc = _associate(s)
+    assoc = _associate(s, path)
     cx = assoc.accepted[CT_IMAGE][EXPLICIT_LE]
     try:
         ds = dicom_factory.dataset()
@@ -133,9 +155,9 @@ def test_failures_are_answered_with_their_reason(isengard_server, dicom_factory)
 
 
 def test_a_command_inside_a_data_set_aborts_and_stores_nothing(isengard_server,
-                                                               dicom_factory):
+                                                               dicom_factory, path):
     s = isengard_server
-    assoc = _associate(s)
+    assoc = _associate(s, path)
     cx = assoc.accepted[CT_IMAGE][EXPLICIT_LE]
     uid, data = _instance(dicom_factory)
     command = encode_c_store_rq(1, CT_IMAGE, uid)
@@ -151,9 +173,9 @@ def test_a_command_inside_a_data_set_aborts_and_stores_nothing(isengard_server,
 
 
 def test_a_connection_cut_in_the_middle_of_a_data_set_stores_nothing(isengard_server,
-                                                                    dicom_factory):
+                                                                    dicom_factory, path):
     s = isengard_server
-    assoc = _associate(s)
+    assoc = _associate(s, path)
     cx = assoc.accepted[CT_IMAGE][EXPLICIT_LE]
     uid, data = _instance(dicom_factory)
     send_buffers(assoc._sock, [
@@ -164,7 +186,7 @@ def test_a_connection_cut_in_the_middle_of_a_data_set_stores_nothing(isengard_se
     assoc._sock.shutdown(socket.SHUT_RDWR)
     assoc.close()
     # The server carries on: a new association stores.
-    again = _associate(s)
+    again = _associate(s, path)
     try:
         uid2, data2 = _instance(dicom_factory)
         again.send_request(cx, CT_IMAGE, uid2, data2, message_id=1)

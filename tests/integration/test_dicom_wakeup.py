@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import io
 import os
 
 from isengard import dimse_wakeup
 from tests.integration.dicom_helpers import wait_for
+
+VERIFICATION = "1.2.840.10008.1.1"
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 
 
 def _pipes() -> int:
@@ -20,16 +25,37 @@ def _pipes() -> int:
     return count
 
 
-def test_nothing_left_behind_after_many_associations(isengard_server, dicom_peer,
-                                                     dicom_factory):
+def _echo_and_store(port: int, aet: str, files: list[bytes]) -> list[int]:
+    """A C-ECHO and C-STOREs on an association that pynetdicom runs (a query context is
+    proposed too: storage and Verification alone are served by our acceptor)."""
+    from pydicom import dcmread
+    from pynetdicom import AE
+
+    ae = AE(ae_title="WAKEUP")
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    for sop_class in (VERIFICATION, CT_IMAGE, STUDY_ROOT_FIND):
+        ae.add_requested_context(sop_class, ["1.2.840.10008.1.2.1"])
+    assoc = ae.associate("127.0.0.1", port, ae_title=aet)
+    assert assoc.is_established
+    try:
+        assert dimse_wakeup._waits, "the association is not run by pynetdicom"
+        statuses = [int(assoc.send_c_echo().Status)]
+        for data in files:
+            statuses.append(int(assoc.send_c_store(dcmread(io.BytesIO(data))).Status))
+    finally:
+        assoc.release()
+    return statuses
+
+
+def test_nothing_left_behind_after_many_associations(isengard_server, dicom_factory):
     s = isengard_server
-    assert dicom_peer.echo(s.dicom_port, called_aet=s.aet) == 0  # warm up lazy imports
+    assert _echo_and_store(s.dicom_port, s.aet, []) == [0]  # warm up lazy imports
     wait_for(lambda: not dimse_wakeup._waits or None, "the first association to end")
     before = _pipes()
     for _ in range(15):
-        assert dicom_peer.echo(s.dicom_port, called_aet=s.aet) == 0
+        assert _echo_and_store(s.dicom_port, s.aet, []) == [0]
     files = [dicom_factory.instance() for _ in range(5)]
-    assert dicom_peer.store(s.dicom_port, files, called_aet=s.aet) == [0] * 5
+    assert _echo_and_store(s.dicom_port, s.aet, files) == [0] * 6
     wait_for(lambda: not dimse_wakeup._waits or None, "every association's threads to end")
     wait_for(lambda: _pipes() <= before or None, "the wake-up pipes to be closed")
     assert s.get("/statistics").json()["CountInstances"] == 5
@@ -62,7 +88,8 @@ def test_release_and_end_wake_the_reactor(isengard_server, monkeypatch):
     monkeypatch.setattr(dimse_wakeup._Time, "sleep", staticmethod(long_sleep))
     s = isengard_server
     ae = AE(ae_title="WAKEUP")
-    ae.add_requested_context("1.2.840.10008.1.1")
+    ae.add_requested_context(VERIFICATION)
+    ae.add_requested_context(STUDY_ROOT_FIND)  # else our acceptor serves it, not pynetdicom
     assoc = ae.associate("127.0.0.1", s.dicom_port, ae_title=s.aet)
     assert assoc.is_established
     assert assoc.send_c_echo().Status == 0
