@@ -11,9 +11,9 @@ does everything in the connection's thread: reads the A-ASSOCIATE-RQ, negotiates
 pynetdicom's ``negotiate_as_acceptor`` (the contexts and transfer syntaxes accepted are
 pynetdicom's), answers C-ECHO and C-STORE with hand-encoded responses, releases, aborts
 on a protocol error, a silent peer (the network timeout) or the server's stop. Any
-other request — query/retrieve contexts, SCP/SCU role selection (C-GET), user identity,
-extended negotiation, or pynetdicom's DEBUG logging on — is handed to pynetdicom with
-the A-ASSOCIATE-RQ already read (:meth:`AcceptorHost.hand_over`).
+other request — query/retrieve contexts, SCP/SCU role selection (C-GET), or pynetdicom's
+DEBUG logging on — is handed to pynetdicom with the A-ASSOCIATE-RQ already read
+(:meth:`AcceptorHost.hand_over`).
 
 The checks made before either path accepts (called AE title, maximum number of
 associations) are the host's, so both paths count and answer alike. One operation at a
@@ -34,9 +34,13 @@ from typing import Any, Protocol
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
+    AsynchronousOperationsWindowNegotiation,
     ImplementationClassUIDNotification,
     ImplementationVersionNameNotification,
     MaximumLengthNotification,
+    SOPClassCommonExtendedNegotiation,
+    SOPClassExtendedNegotiation,
+    UserIdentityNegotiation,
 )
 from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
 
@@ -49,12 +53,18 @@ __all__ = ["AcceptorHost", "AcceptorSettings", "Requestor", "StorageAssociation"
 log = logging.getLogger("isengard.dicom")
 _PYNETDICOM_LOG = logging.getLogger("pynetdicom")
 
-# The user information items of a plain A-ASSOCIATE-RQ (PS3.7 D.3.3.1–D.3.3.2); any
-# other item asks for a negotiation pynetdicom implements.
+# The user information items we answer as pynetdicom does: the plain ones (PS3.7
+# D.3.3.1–D.3.3.2), and those it ignores — no item in the answer, nothing refused — as
+# long as no handler is bound to EVT_USER_ID, EVT_ASYNC_OPS, EVT_SOP_EXTENDED or
+# EVT_SOP_COMMON (the server binds none; binding one means sending them to pynetdicom).
+# SCP/SCU role selection (C-GET) changes the negotiation: pynetdicom's.
 _PLAIN_ITEMS = (MaximumLengthNotification, ImplementationClassUIDNotification,
-                ImplementationVersionNameNotification)
-# A PDU this long is no DICOM peer's (we announce 256 KiB by default): a length read
-# from garbage must not allocate gigabytes.
+                ImplementationVersionNameNotification, UserIdentityNegotiation,
+                AsynchronousOperationsWindowNegotiation, SOPClassExtendedNegotiation,
+                SOPClassCommonExtendedNegotiation)
+# Beyond the maximum length we announce (256 KiB by default), PDUs are tolerated up to
+# this size, as pynetdicom did: a length read from garbage must not allocate gigabytes.
+# With dicom.maximum_pdu_length 0 (no limit announced) any length goes.
 _PDU_LIMIT = 1 << 26
 _RELEASE_RP = b"\x06\x00\x00\x00\x00\x04\x00\x00\x00\x00"  # PS3.8 9.3.7
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
@@ -131,8 +141,8 @@ class _ProtocolError(Exception):
 
 def is_ours(primitive: A_ASSOCIATE, fast_syntaxes: frozenset[str],
             supported_syntaxes: frozenset[str]) -> bool:
-    """Whether an association request is one :class:`StorageAssociation` serves: only
-    plain user information items, and every proposed abstract syntax either one of
+    """Whether an association request is one :class:`StorageAssociation` serves: no
+    role selection, and every proposed abstract syntax either one of
     ``fast_syntaxes`` (storage, Verification) or not supported at all (rejected the same
     by both paths)."""
     if _PYNETDICOM_LOG.isEnabledFor(logging.DEBUG):
@@ -239,8 +249,8 @@ class StorageAssociation:
                 log.info("association from %s (%s) ended without release: %s",
                          requestor.calling_aet, requestor.ip, exc)
         except TimeoutError:
-            log.warning("association from %s (%s) aborted: nothing received for %s s "
-                        "(dicom.timeout)", requestor.calling_aet, requestor.ip,
+            log.warning("association from %s (%s) aborted: no exchange with the peer for "
+                        "%s s (dicom.timeout)", requestor.calling_aet, requestor.ip,
                         self._timeout)
             self._abort(source=0x02, reason=0x00)
         except _ProtocolError as exc:
@@ -382,7 +392,7 @@ class StorageAssociation:
         (length,) = struct.unpack_from(">I", header, 2)
         if pdu_type not in (0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07):
             raise _ProtocolError(f"unrecognised PDU type 0x{pdu_type:02X}", reason=0x01)
-        if length > _PDU_LIMIT:
+        if length > _PDU_LIMIT and self._settings.maximum_pdu_length:
             raise _ProtocolError(f"a PDU of {length} bytes (type 0x{pdu_type:02X})",
                                  reason=0x06)
         buffer = bytearray(6 + length)

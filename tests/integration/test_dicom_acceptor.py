@@ -9,6 +9,13 @@ import socket
 import struct
 
 import pytest
+from pynetdicom.pdu import A_ASSOCIATE_RQ
+from pynetdicom.pdu_primitives import (
+    AsynchronousOperationsWindowNegotiation,
+    SOPClassCommonExtendedNegotiation,
+    SOPClassExtendedNegotiation,
+    UserIdentityNegotiation,
+)
 
 from isengard.dimse_fast import encode_c_store_rq
 from isengard.store_association import (
@@ -65,6 +72,48 @@ def test_the_answer_is_pynetdicoms_byte_for_byte(isengard_server, caplog, contex
     assert ours == theirs
 
 
+def _request_with_extras(called: str) -> bytes:
+    """An A-ASSOCIATE-RQ with the user information items pynetdicom ignores when no
+    handler is bound: user identity (a response asked for), an asynchronous operations
+    window, SOP class extended and common extended negotiation."""
+    request = A_ASSOCIATE_RQ()
+    request.decode(_associate_rq("SOMEONE", called, [(CT_IMAGE, [EXPLICIT_LE]),
+                                                     (VERIFICATION, [IMPLICIT_LE])]))
+    primitive = request.to_primitive()
+    identity = UserIdentityNegotiation()
+    identity.user_identity_type = 2
+    identity.positive_response_requested = True
+    identity.primary_field = b"someone"
+    identity.secondary_field = b"secret"
+    window = AsynchronousOperationsWindowNegotiation()
+    window.maximum_number_operations_invoked = 4
+    window.maximum_number_operations_performed = 4
+    extended = SOPClassExtendedNegotiation()
+    extended.sop_class_uid = CT_IMAGE
+    extended.service_class_application_information = b"\x02\x00\x01\x00"
+    common = SOPClassCommonExtendedNegotiation()
+    common.sop_class_uid = CT_IMAGE
+    common.service_class_uid = "1.2.840.10008.4.2"
+    primitive.user_information += [identity, window, extended, common]
+    pdu = A_ASSOCIATE_RQ()
+    pdu.from_primitive(primitive)
+    return bytes(pdu.encode())
+
+
+def test_items_pynetdicom_ignores_are_ignored_alike(isengard_server, caplog):
+    s = isengard_server
+    request = _request_with_extras(s.aet)
+    sock, pdu_type, ours = _connect(s.dicom_port, request)
+    assert pdu_type == 0x02
+    wait_for(lambda: _established(s) == (1, 0), "our acceptor to serve the association")
+    _release(sock)
+    caplog.set_level(logging.DEBUG, logger="pynetdicom")
+    sock, pdu_type, theirs = _connect(s.dicom_port, request)
+    _release(sock)
+    assert "Accept Parameters" in caplog.text
+    assert ours == theirs
+
+
 def _associate(server, *, find: bool = False) -> StoreAssociation:
     contexts = [(CT_IMAGE, [EXPLICIT_LE]), (VERIFICATION, [EXPLICIT_LE])]
     if find:  # then pynetdicom runs the association
@@ -114,7 +163,7 @@ def test_a_silent_association_is_aborted_after_the_timeout(isengard_factory, cap
         assert pdu_type == 0x07
         wait_for(lambda: "aborted: 0 instance(s) stored" in caplog.text,
                  "the association's summary")
-    assert "nothing received for 1 s (dicom.timeout)" in caplog.text
+    assert "no exchange with the peer for 1 s (dicom.timeout)" in caplog.text
     assoc.close()
     assert _established(s) == (0, 0)
 
