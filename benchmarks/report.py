@@ -3,6 +3,7 @@ table in ``docs/performance.md`` (between :data:`BEGIN` and :data:`END`)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import statistics
@@ -14,7 +15,8 @@ from typing import Any
 
 from .scenarios import Results, Row
 
-__all__ = ["BEGIN", "END", "DOC", "machine", "paired_ratio", "render", "write_docs"]
+__all__ = ["BEGIN", "END", "DOC", "code_revision", "machine", "paired_ratio", "render",
+           "write_docs"]
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 BEGIN = "<!-- benchmark-table:begin (written by python -m benchmarks.run) -->"
@@ -28,6 +30,19 @@ def _first_line(command: list[str], env: dict[str, str] | None = None) -> str:
         return "unknown"
     text = (out.stdout or out.stderr).strip()
     return text.splitlines()[0] if text else "unknown"
+
+
+def code_revision(repo: Path, code: Path) -> str:
+    """The revision of the Isengard code measured: this checkout's (``git describe``) or,
+    for a frozen copy run through ``PYTHONPATH``, what its ``REVISION`` file (next to the
+    copied ``core/``) says."""
+    if repo in code.parents:
+        return _first_line(["git", "-C", str(repo), "describe", "--always", "--dirty"])
+    marker = code.parent / "REVISION"
+    try:
+        return f"copy of {marker.read_text().strip()}"
+    except OSError:
+        return f"a copy in {code.parent} without a REVISION file"
 
 
 def machine() -> dict[str, str]:
@@ -48,7 +63,8 @@ def machine() -> dict[str, str]:
     except OSError:
         pass
     repo = Path(__file__).resolve().parent.parent
-    revision = _first_line(["git", "-C", str(repo), "describe", "--always", "--dirty"])
+    spec = importlib.util.find_spec("isengard")  # what the servers run (PYTHONPATH)
+    code = Path(spec.origin).resolve().parent if spec and spec.origin else repo / "core"
     return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "cpu": cpu,
@@ -57,7 +73,7 @@ def machine() -> dict[str, str]:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "isengard": _first_line([sys.executable, "-m", "isengard", "--version"]),
-        "isengard_revision": revision,
+        "isengard_revision": code_revision(repo, code),
         "orthanc": _first_line(["Orthanc", "--version"]),
         "dcmtk": _first_line(["/usr/bin/storescu", "--version"]).strip("$ ").removeprefix(
             "dcmtk: "),
