@@ -176,7 +176,8 @@ class StorageAssociation:
         self._peer_max_pdu = 0
         self._send_lock = threading.Lock()
         self._aborted_by_us = False
-        self.thread: threading.Thread | None = None  # the one that runs it, if not ours
+        # The thread that runs it, set by the server (its stop() joins it).
+        self.thread: threading.Thread | None = None
 
     # -- the connection's life ----------------------------------------------------------
 
