@@ -74,6 +74,7 @@ _C_STORE_RQ = 0x0001
 _C_ECHO_RQ = 0x0030
 _C_CANCEL_RQ = 0x0FFF
 _NO_DATA_SET = 0x0101
+_VERIFICATION = "1.2.840.10008.1.1"
 # PS3.7 C.4.2 "Refused: SOP Class not supported" would name the class; a command that
 # the context's service does not define is "Unrecognized Operation" (PS3.7 C.5.x).
 _STATUS_UNRECOGNIZED_OPERATION = 0x0211
@@ -352,7 +353,8 @@ class StorageAssociation:
         if message_id is None or field is None:
             raise _ProtocolError("a command set without its Message ID or Command Field",
                                  reason=0x06)
-        if field == _C_STORE_RQ:
+        verification = abstract_syntax == _VERIFICATION
+        if field == _C_STORE_RQ and not verification:
             sop_instance = _text(command.get(0x00001000, b""))
             if not sop_instance or not data:
                 status, comment = 0xC000, ("the C-STORE request has no data set" if not data
@@ -366,7 +368,7 @@ class StorageAssociation:
                                                    sop_instance, data)
             response = encode_c_store_rsp(message_id, sop_class or abstract_syntax,
                                           sop_instance, status, error_comment=comment)
-        elif field == _C_ECHO_RQ:
+        elif field == _C_ECHO_RQ and verification:
             response = encode_response(0x8030, message_id, sop_class or abstract_syntax,
                                        self._host.echo(state))
         elif field < 0x8000:

@@ -198,6 +198,15 @@ def test_requests_it_does_not_serve_are_answered(isengard_server, dicom_factory,
         assert (_us(answer, 0x00000100), _us(answer, 0x00000120),
                 _us(answer, 0x00000900)) == (0x8020, 5, 0x0211)
         assert "answered 'unrecognized operation'" in caplog.text
+        # A C-ECHO-RQ on the storage context, a C-STORE-RQ on the Verification one.
+        echo = _command(assoc, cx, _echo_rq(8))
+        assert (_us(echo, 0x00000100), _us(echo, 0x00000900)) == (0x8030, 0x0211)
+        verification = assoc.accepted[VERIFICATION][EXPLICIT_LE]
+        ds = dicom_factory.dataset()
+        answer = _command(assoc, verification,
+                          encode_c_store_rq(9, CT_IMAGE, str(ds.SOPInstanceUID)),
+                          dataset_bytes(dicom_factory.encode(ds)))
+        assert (_us(answer, 0x00000100), _us(answer, 0x00000900)) == (0x8001, 0x0211)
         # A C-STORE-RQ that says no data set follows.
         command = bytearray(encode_c_store_rq(6, CT_IMAGE, "1.2.3.4.5"))
         at = command.index(struct.pack("<HHIH", 0, 0x0800, 2, 0x0001))
@@ -212,6 +221,17 @@ def test_requests_it_does_not_serve_are_answered(isengard_server, dicom_factory,
     finally:
         assoc.release()
     assert s.get("/statistics").json()["CountInstances"] == 1
+
+
+def _echo_rq(message_id: int) -> bytes:
+    """A C-ECHO-RQ command set (PS3.7 9.3.5.1)."""
+    body = b"".join([
+        struct.pack("<HHI", 0, 0x0002, 18) + VERIFICATION.encode() + b"\x00",
+        struct.pack("<HHIH", 0, 0x0100, 2, 0x0030),
+        struct.pack("<HHIH", 0, 0x0110, 2, message_id),
+        struct.pack("<HHIH", 0, 0x0800, 2, 0x0101),
+    ])
+    return struct.pack("<HHII", 0, 0, 4, len(body)) + body
 
 
 def _find_rq(message_id: int) -> bytes:
