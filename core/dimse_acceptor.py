@@ -165,7 +165,10 @@ class StorageAssociation:
     def __init__(self, sock: socket.socket, address: Any, host: AcceptorHost,
                  settings: AcceptorSettings):
         # Our answers must not wait for Nagle's algorithm, from the A-ASSOCIATE-AC on.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # reset by the peer already: run() finds it closed
         self.sock = sock
         self.address = address
         self._host = host
