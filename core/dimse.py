@@ -139,8 +139,7 @@ class DicomServer:
             maximum_pdu_length=settings.maximum_pdu_length,
             timeout=settings.timeout, supported=self.ae.supported_contexts,
             fast_syntaxes=frozenset([str(Verification)] + [
-                str(cx.abstract_syntax) for cx in AllStoragePresentationContexts]),
-            implementation=(IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME))
+                str(cx.abstract_syntax) for cx in AllStoragePresentationContexts]))
 
     def _make_ae(self) -> AE:
         s = self.settings

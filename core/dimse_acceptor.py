@@ -44,9 +44,17 @@ from pynetdicom.pdu_primitives import (
 )
 from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
 
-from .dimse_fast import decode_command, encode_c_store_rsp, encode_response, p_data_tf
-from .dimse_receive import pdvs as split_pdvs
-from .store_association import APPLICATION_CONTEXT, send_buffers
+from .dimse_fast import (
+    command_text,
+    command_us,
+    decode_command,
+    encode_c_store_rsp,
+    encode_response,
+    p_data_tf,
+    pdvs,
+    recv_exactly,
+)
+from .store_association import APPLICATION_CONTEXT, send_buffers, user_information
 
 __all__ = ["AcceptorHost", "AcceptorSettings", "Requestor", "StorageAssociation", "is_ours"]
 
@@ -67,7 +75,6 @@ _PLAIN_ITEMS = (MaximumLengthNotification, ImplementationClassUIDNotification,
 # With dicom.maximum_pdu_length 0 (no limit announced) any length goes.
 _PDU_LIMIT = 1 << 26
 _RELEASE_RP = b"\x06\x00\x00\x00\x00\x04\x00\x00\x00\x00"  # PS3.8 9.3.7
-_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 # Command fields (PS3.7 E.1)
 _C_STORE_RQ = 0x0001
@@ -88,7 +95,6 @@ class AcceptorSettings:
     timeout: float | None  # seconds without a PDU before we abort (dicom.timeout)
     supported: list[PresentationContext]  # the server's supported contexts
     fast_syntaxes: frozenset[str]  # storage and Verification SOP classes
-    implementation: tuple[str, str]  # Implementation Class UID and Version Name
 
     @cached_property
     def supported_syntaxes(self) -> frozenset[str]:
@@ -173,7 +179,6 @@ class StorageAssociation:
         self.address = address
         self._host = host
         self._settings = settings
-        self._timeout = settings.timeout
         self.requestor: Requestor | None = None  # once the A-ASSOCIATE-RQ is read
         self.established = False
         self._contexts: dict[int, tuple[str, str]] = {}  # ID → (abstract, transfer syntax)
@@ -189,7 +194,7 @@ class StorageAssociation:
         sock = self.sock
         handed_over = False
         try:
-            sock.settimeout(self._timeout)
+            sock.settimeout(self._settings.timeout)
             try:
                 pdu_type, pdu = self._read_pdu()
             except (_Closed, OSError, _ProtocolError) as exc:
@@ -256,7 +261,7 @@ class StorageAssociation:
         except TimeoutError:
             log.warning("association from %s (%s) aborted: no exchange with the peer for "
                         "%s s (dicom.timeout)", requestor.calling_aet, requestor.ip,
-                        self._timeout)
+                        self._settings.timeout)
             self._abort(source=0x02, reason=0x00)
         except _ProtocolError as exc:
             log.error("association from %s (%s) aborted: %s", requestor.calling_aet,
@@ -307,7 +312,7 @@ class StorageAssociation:
             if pdu_type != 0x04:
                 raise _ProtocolError(f"unexpected PDU (type 0x{pdu_type:02X}) while the "
                                      "association is established", reason=0x02)
-            items = split_pdvs(memoryview(pdu)[6:])
+            items = pdvs(memoryview(pdu)[6:])
             if items is None:
                 raise _ProtocolError("a P-DATA-TF PDU whose items do not add up to its "
                                      "length", reason=0x06)
@@ -333,7 +338,7 @@ class StorageAssociation:
                         raise _ProtocolError(f"a malformed command set: {exc}",
                                              reason=0x06) from exc
                     command_parts = []
-                    if _us(command.get(0x00000800)) != _NO_DATA_SET:
+                    if command_us(command.get(0x00000800)) != _NO_DATA_SET:
                         continue  # its data set follows
                 else:
                     if command is None:
@@ -347,9 +352,9 @@ class StorageAssociation:
 
     def _answer(self, state: Any, context_id: int, command: dict[int, bytes],
                 data: list[memoryview]) -> None:
-        field = _us(command.get(0x00000100))
-        message_id = _us(command.get(0x00000110))
-        sop_class = _text(command.get(0x00000002, b""))
+        field = command_us(command.get(0x00000100))
+        message_id = command_us(command.get(0x00000110))
+        sop_class = command_text(command.get(0x00000002, b""))
         abstract_syntax, transfer_syntax = self._contexts[context_id]
         if field == _C_CANCEL_RQ:
             return  # nothing of ours can be cancelled: C-STORE and C-ECHO answer once
@@ -358,7 +363,7 @@ class StorageAssociation:
                                  reason=0x06)
         verification = abstract_syntax == _VERIFICATION
         if field == _C_STORE_RQ and not verification:
-            sop_instance = _text(command.get(0x00001000, b""))
+            sop_instance = command_text(command.get(0x00001000, b""))
             if not sop_instance or not data:
                 status, comment = 0xC000, ("the C-STORE request has no data set" if not data
                                            else "the C-STORE request has no Affected SOP "
@@ -412,20 +417,8 @@ class StorageAssociation:
         return buffer
 
     def _read_into(self, view: memoryview) -> None:
-        sock = self.sock
-        got, size = 0, len(view)
-        while got < size:
-            count = sock.recv_into(view[got:], size - got)
-            if not count:
-                raise _Closed("the connection was closed")
-            if _QUICKACK is not None:
-                # A sender with Nagle's algorithm on waits for our ACK before its next
-                # small segment: a delayed ACK would cost it ~40 ms per message.
-                try:
-                    sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-                except OSError:
-                    pass
-            got += count
+        if recv_exactly(self.sock, view) < len(view):
+            raise _Closed("the connection was closed")
 
     def _send(self, buffers: list[bytes | memoryview]) -> None:
         with self._send_lock:
@@ -440,13 +433,7 @@ class StorageAssociation:
         primitive.result = 0x00
         primitive.result_source = 0x01
         primitive.presentation_context_definition_results_list = results
-        max_length = MaximumLengthNotification()
-        max_length.maximum_length_received = self._settings.maximum_pdu_length
-        class_uid = ImplementationClassUIDNotification()
-        class_uid.implementation_class_uid = self._settings.implementation[0]
-        version = ImplementationVersionNameNotification()
-        version.implementation_version_name = self._settings.implementation[1]
-        primitive.user_information = [max_length, class_uid, version]
+        primitive.user_information = user_information(self._settings.maximum_pdu_length)
         pdu = A_ASSOCIATE_AC()
         pdu.from_primitive(primitive)
         return bytes(pdu.encode())
@@ -462,7 +449,7 @@ class StorageAssociation:
             self._send([bytes(pdu.encode())])
             # The requestor closes the connection once it has read the answer (PS3.8
             # 7.1.1.8); closing first could reset it before the answer is read.
-            self.sock.settimeout(min(self._timeout or 5.0, 5.0))
+            self.sock.settimeout(min(self._settings.timeout or 5.0, 5.0))
             while self.sock.recv(4096):
                 pass
         except OSError:
@@ -482,14 +469,6 @@ class StorageAssociation:
             pass
         finally:
             self._send_lock.release()
-
-
-def _us(value: bytes | None) -> int | None:
-    return int.from_bytes(value, "little") if value is not None and len(value) == 2 else None
-
-
-def _text(value: bytes) -> str:
-    return value.decode("ascii", "replace").rstrip("\x00 ")
 
 
 def _close(sock: socket.socket) -> None:

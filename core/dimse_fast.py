@@ -27,9 +27,10 @@ from pynetdicom._handlers import (
 from pynetdicom.dimse_primitives import C_ECHO, C_FIND, C_MOVE
 from pynetdicom.pdu_primitives import P_DATA
 
-__all__ = ["decode_command", "encode_c_move_rsp", "encode_c_store_rq", "encode_c_store_rsp",
-           "encode_final_response", "encode_response", "install_fast_final_responses",
-           "install_fast_receive", "on_connection_open", "p_data_tf", "send_move_pending",
+__all__ = ["command_text", "command_us", "decode_command", "encode_c_move_rsp",
+           "encode_c_store_rq", "encode_c_store_rsp", "encode_final_response",
+           "encode_response", "install_fast_final_responses", "install_fast_receive",
+           "on_connection_open", "p_data_tf", "pdvs", "recv_exactly", "send_move_pending",
            "tune_connection"]
 
 _PYNETDICOM_LOG = logging.getLogger("pynetdicom")
@@ -228,35 +229,71 @@ def encode_c_store_rsp(message_id: int, sop_class: str, sop_instance: str,
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
+def recv_exactly(sock: socket.socket, view: memoryview) -> int:
+    """Fill ``view`` from ``sock`` with as few ``recv_into`` calls as the data allow,
+    acknowledging at once (TCP_QUICKACK): a sender with Nagle's algorithm on waits for
+    our ACK before sending its next small segment, and a delayed ACK costs it ~40 ms per
+    message. Returns the number of bytes read: fewer than asked if the peer closed."""
+    got, size = 0, len(view)
+    while got < size:
+        count = sock.recv_into(view[got:], size - got)
+        if _QUICKACK is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+            except OSError:
+                pass
+        if not count:
+            break
+        got += count
+    return got
+
+
 def install_fast_receive(assoc: Any) -> None:
-    """Read PDUs with a few large ``recv_into`` calls instead of pynetdicom's 4 KiB
-    ``recv`` loop (a 256 KiB PDU was 64 calls and as many copies), and acknowledge at
-    once (TCP_QUICKACK): a sender with Nagle's algorithm on waits for our ACK before
-    sending its next small segment, and a delayed ACK costs it ~40 ms per message."""
+    """Read PDUs with :func:`recv_exactly` instead of pynetdicom's 4 KiB ``recv`` loop (a
+    256 KiB PDU was 64 calls and as many copies)."""
     transport = getattr(assoc.dul, "socket", None)
     if transport is None or getattr(transport, "socket", None) is None:
         return
 
     def recv(nr_bytes: int) -> bytearray:
-        raw = transport.socket
         buffer = bytearray(nr_bytes)
-        view = memoryview(buffer)
-        got = 0
-        while got < nr_bytes:
-            count = raw.recv_into(view[got:], nr_bytes - got)
-            if _QUICKACK is not None:
-                try:
-                    raw.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-                except OSError:
-                    pass
-            if not count:  # connection closed: what we have so far, as pynetdicom does
-                view.release()
-                return buffer[:got]
-            got += count
-        view.release()
-        return buffer
+        with memoryview(buffer) as view:
+            got = recv_exactly(transport.socket, view)
+        # connection closed: what we have so far, as pynetdicom does
+        return buffer if got == nr_bytes else buffer[:got]
 
     transport.recv = recv
+
+
+def pdvs(body: bytearray | bytes | memoryview
+         ) -> list[tuple[int, int, memoryview, memoryview]] | None:
+    """The PDVs of a P-DATA-TF PDU body: (context ID, message control header, data,
+    the whole item), or None if the items do not tile the body (PS3.8 9.3.5)."""
+    view = memoryview(body)
+    size = len(view)
+    items = []
+    position = 0
+    while position < size:
+        if position + 6 > size:
+            return None
+        (length,) = struct.unpack_from(">L", view, position)
+        end = position + 4 + length
+        if length < 2 or end > size:
+            return None
+        items.append((view[position + 4], view[position + 5], view[position + 6:end],
+                     view[position:end]))
+        position = end
+    return items
+
+
+def command_us(value: bytes | None) -> int | None:
+    """A US value of a decoded command set (:func:`decode_command`), None if absent."""
+    return int.from_bytes(value, "little") if value is not None and len(value) == 2 else None
+
+
+def command_text(value: bytes) -> str:
+    """A UI/AE/LO value of a decoded command set, padding stripped."""
+    return value.decode("ascii", "replace").rstrip("\x00 ")
 
 
 # pynetdicom binds these to every association to write its INFO and DEBUG lines (a dump

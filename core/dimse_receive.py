@@ -30,10 +30,17 @@ from typing import Any
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import uid_to_service_class
 
-from .dimse_fast import decode_command, encode_c_store_rsp, p_data_tf
+from .dimse_fast import (
+    command_text,
+    command_us,
+    decode_command,
+    encode_c_store_rsp,
+    p_data_tf,
+    pdvs,
+)
 from .store_association import send_buffers
 
-__all__ = ["StoreCallback", "install", "pdvs"]
+__all__ = ["StoreCallback", "install"]
 
 log = logging.getLogger("isengard.dicom")
 _PYNETDICOM_LOG = logging.getLogger("pynetdicom")
@@ -49,14 +56,6 @@ _MESSAGE_ID = 0x00000110
 _DATA_SET_TYPE = 0x00000800
 _AFFECTED_SOP_CLASS = 0x00000002
 _AFFECTED_SOP_INSTANCE = 0x00001000
-
-
-def _text(value: bytes) -> str:
-    return value.decode("ascii", "replace").rstrip("\x00 ")
-
-
-def _us(value: bytes | None) -> int | None:
-    return int.from_bytes(value, "little") if value is not None and len(value) == 2 else None
 
 
 class _Message:
@@ -149,7 +148,7 @@ class _Reader:
                     message.command_parts.append(data)
                     if last:
                         message.command = _decode(message.command_parts)
-                        if _us(message.command.get(_DATA_SET_TYPE)) == _NO_DATA_SET:
+                        if command_us(message.command.get(_DATA_SET_TYPE)) == _NO_DATA_SET:
                             self.message = None
                 elif last:
                     self.message = None
@@ -168,7 +167,7 @@ class _Reader:
                 message.ours = self._is_ours(message)
                 if not message.ours:
                     self._give_away(message, forward)
-                    if _us(message.command.get(_DATA_SET_TYPE)) == _NO_DATA_SET:
+                    if command_us(message.command.get(_DATA_SET_TYPE)) == _NO_DATA_SET:
                         self.message = None
                 continue
             # ours: the data set of a C-STORE-RQ
@@ -194,15 +193,15 @@ class _Reader:
 
     def _is_ours(self, message: _Message) -> bool:
         command = message.command
-        if (_us(command.get(_COMMAND_FIELD)) != _C_STORE_RQ
-                or _us(command.get(_DATA_SET_TYPE)) in (None, _NO_DATA_SET)
-                or _us(command.get(_MESSAGE_ID)) is None
+        if (command_us(command.get(_COMMAND_FIELD)) != _C_STORE_RQ
+                or command_us(command.get(_DATA_SET_TYPE)) in (None, _NO_DATA_SET)
+                or command_us(command.get(_MESSAGE_ID)) is None
                 or _AFFECTED_SOP_INSTANCE not in command
                 or _PYNETDICOM_LOG.isEnabledFor(logging.DEBUG)
                 or self.assoc._sent_release):
             return False
         context = self.assoc._accepted_cx.get(message.context_id)
-        sop_class = _text(command.get(_AFFECTED_SOP_CLASS, b""))
+        sop_class = command_text(command.get(_AFFECTED_SOP_CLASS, b""))
         if context is None or context.abstract_syntax != sop_class:
             return False
         try:
@@ -213,12 +212,12 @@ class _Reader:
     def _serve(self, message: _Message) -> None:
         command = message.command
         context = self.assoc._accepted_cx[message.context_id]
-        sop_class = _text(command[_AFFECTED_SOP_CLASS])
-        sop_instance = _text(command[_AFFECTED_SOP_INSTANCE])
+        sop_class = command_text(command[_AFFECTED_SOP_CLASS])
+        sop_instance = command_text(command[_AFFECTED_SOP_INSTANCE])
         status, comment = self.store(self.assoc, str(context.transfer_syntax[0]), sop_class,
                                      sop_instance, message.data)
-        response = encode_c_store_rsp(_us(command[_MESSAGE_ID]) or 0, sop_class, sop_instance,
-                                      status, error_comment=comment)
+        response = encode_c_store_rsp(command_us(command[_MESSAGE_ID]) or 0, sop_class,
+                                      sop_instance, status, error_comment=comment)
         max_pdu = int(self.assoc.dimse.maximum_pdu_size or 0)
         try:
             send_buffers(self.dul.socket.socket,
@@ -233,27 +232,6 @@ def _decode(parts: list[memoryview]) -> dict[int, bytes]:
         return decode_command(b"".join(parts))
     except ValueError:
         return {}  # not ours: pynetdicom will report the malformed command
-
-
-def pdvs(body: bytearray | bytes | memoryview
-         ) -> list[tuple[int, int, memoryview, memoryview]] | None:
-    """The PDVs of a P-DATA-TF PDU body: (context ID, message control header, data,
-    the whole item), or None if the items do not tile the body (PS3.8 9.3.5)."""
-    view = memoryview(body)
-    size = len(view)
-    items = []
-    position = 0
-    while position < size:
-        if position + 6 > size:
-            return None
-        (length,) = struct.unpack_from(">L", view, position)
-        end = position + 4 + length
-        if length < 2 or end > size:
-            return None
-        items.append((view[position + 4], view[position + 5], view[position + 6:end],
-                     view[position:end]))
-        position = end
-    return items
 
 
 def install(assoc: Any, store: StoreCallback) -> None:

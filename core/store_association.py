@@ -21,6 +21,7 @@ import socket
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pynetdicom.pdu import A_ABORT_RQ, A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import (
@@ -35,7 +36,8 @@ from .dimse_fast import decode_command, encode_c_store_rq, p_data_tf
 from .errors import IsengardError
 from .version import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
-__all__ = ["PeerError", "StoreAssociation", "StoreResponse", "send_buffers"]
+__all__ = ["PeerError", "StoreAssociation", "StoreResponse", "send_buffers",
+           "user_information"]
 
 APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"  # PS3.7 A.2.1
 # What we announce as our Maximum Length Received: we only receive C-STORE responses.
@@ -290,6 +292,18 @@ def _accepted(pdu: bytearray, proposed: Sequence[str]) -> tuple[dict[str, dict[s
     return accepted, int(primitive.maximum_length_received or 0)
 
 
+def user_information(maximum_length: int) -> list[Any]:
+    """The user information items Isengard sends in an A-ASSOCIATE-RQ or -AC: its
+    Maximum Length Received (0: no limit), Implementation Class UID and Version Name."""
+    max_length = MaximumLengthNotification()
+    max_length.maximum_length_received = maximum_length
+    class_uid = ImplementationClassUIDNotification()
+    class_uid.implementation_class_uid = IMPLEMENTATION_CLASS_UID
+    version = ImplementationVersionNameNotification()
+    version.implementation_version_name = IMPLEMENTATION_VERSION_NAME
+    return [max_length, class_uid, version]
+
+
 def _associate_rq(calling_aet: str, called_aet: str,
                   contexts: Sequence[tuple[str, Sequence[str]]]) -> bytes:
     primitive = A_ASSOCIATE()
@@ -304,13 +318,7 @@ def _associate_rq(calling_aet: str, called_aet: str,
         cx.transfer_syntax = list(syntaxes)
         proposed.append(cx)
     primitive.presentation_context_definition_list = proposed
-    max_length = MaximumLengthNotification()
-    max_length.maximum_length_received = LOCAL_MAX_PDU
-    class_uid = ImplementationClassUIDNotification()
-    class_uid.implementation_class_uid = IMPLEMENTATION_CLASS_UID
-    version = ImplementationVersionNameNotification()
-    version.implementation_version_name = IMPLEMENTATION_VERSION_NAME
-    primitive.user_information = [max_length, class_uid, version]
+    primitive.user_information = user_information(LOCAL_MAX_PDU)
     pdu = A_ASSOCIATE_RQ()
     pdu.from_primitive(primitive)
     return bytes(pdu.encode())
