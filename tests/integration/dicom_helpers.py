@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import socket
+import struct
 import subprocess
 import time
 from collections.abc import Callable
@@ -72,3 +73,32 @@ def assert_index_matches_storage(server: Any) -> None:
                for i in server.get("/instances").json()}
     on_disk = {p.name for p in storage_files(server.data_dir)}
     assert on_disk == indexed
+
+
+def pdv(context_id: int, fragment: bytes, *, command: bool, last: bool) -> bytes:
+    """One presentation data value item (PS3.8 9.3.5.1), hand-cut."""
+    control = (0x01 if command else 0x00) | (0x02 if last else 0x00)
+    return struct.pack(">IBB", len(fragment) + 2, context_id, control) + fragment
+
+
+def p_data_pdu(*pdvs: bytes) -> bytes:
+    """A P-DATA-TF PDU carrying these items (PS3.8 9.3.5)."""
+    body = b"".join(pdvs)
+    return struct.pack(">BBI", 0x04, 0x00, len(body)) + body
+
+
+def request_command(field: int, sop_class: str, message_id: int, *,
+                    data_set: bool = False) -> bytes:
+    """The command set of a request (PS3.7 9.3, implicit VR little endian): its
+    CommandField (0x0030 C-ECHO-RQ, 0x0020 C-FIND-RQ …); a request with a data set gets a
+    Priority (medium) too, as C-FIND-RQ requires."""
+    uid = sop_class.encode("ascii")
+    uid += b"\x00" * (len(uid) % 2)
+    elements = [struct.pack("<HHI", 0, 0x0002, len(uid)) + uid,
+                struct.pack("<HHIH", 0, 0x0100, 2, field),
+                struct.pack("<HHIH", 0, 0x0110, 2, message_id)]
+    if data_set:
+        elements.append(struct.pack("<HHIH", 0, 0x0700, 2, 0))
+    elements.append(struct.pack("<HHIH", 0, 0x0800, 2, 0x0001 if data_set else 0x0101))
+    body = b"".join(elements)
+    return struct.pack("<HHII", 0, 0, 4, len(body)) + body

@@ -26,7 +26,7 @@ from isengard.store_association import (
     send_buffers,
 )
 from tests.conftest import dataset_bytes
-from tests.integration.dicom_helpers import wait_for
+from tests.integration.dicom_helpers import p_data_pdu, pdv, request_command, wait_for
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -49,27 +49,6 @@ def _release(sock: socket.socket) -> None:
     sock.sendall(RELEASE_RQ)
     assert _read_pdu(sock, "isengard")[0] == 0x06
     sock.close()
-
-
-@pytest.mark.parametrize("contexts", [
-    [(CT_IMAGE, [EXPLICIT_LE, IMPLICIT_LE]), (VERIFICATION, [IMPLICIT_LE])],
-    # unknown transfer syntax, unknown SOP class, a compressed syntax proposed first
-    [(CT_IMAGE, ["1.2.3.4"]), ("1.2.3.999", [EXPLICIT_LE]),
-     (MR_IMAGE, [JPEG_2000, EXPLICIT_LE]), (VERIFICATION, [EXPLICIT_LE, IMPLICIT_LE])],
-])
-def test_the_answer_is_pynetdicoms_byte_for_byte(isengard_server, caplog, contexts):
-    s = isengard_server
-    request = _associate_rq("SOMEONE", s.aet, contexts)
-    sock, pdu_type, ours = _connect(s.dicom_port, request)
-    _release(sock)
-    assert pdu_type == 0x02
-    # With pynetdicom's DEBUG logging on, every association goes its way.
-    caplog.set_level(logging.DEBUG, logger="pynetdicom")
-    sock, pdu_type, theirs = _connect(s.dicom_port, request)
-    _release(sock)
-    assert pdu_type == 0x02
-    assert "Accept Parameters" in caplog.text  # pynetdicom's dump: it did answer
-    assert ours == theirs
 
 
 def _request_with_extras(called: str) -> bytes:
@@ -100,17 +79,27 @@ def _request_with_extras(called: str) -> bytes:
     return bytes(pdu.encode())
 
 
-def test_items_pynetdicom_ignores_are_ignored_alike(isengard_server, caplog):
+@pytest.mark.parametrize("request_for", [
+    lambda called: _associate_rq("SOMEONE", called, [
+        (CT_IMAGE, [EXPLICIT_LE, IMPLICIT_LE]), (VERIFICATION, [IMPLICIT_LE])]),
+    # unknown transfer syntax, unknown SOP class, a compressed syntax proposed first
+    lambda called: _associate_rq("SOMEONE", called, [
+        (CT_IMAGE, ["1.2.3.4"]), ("1.2.3.999", [EXPLICIT_LE]),
+        (MR_IMAGE, [JPEG_2000, EXPLICIT_LE]), (VERIFICATION, [EXPLICIT_LE, IMPLICIT_LE])]),
+    _request_with_extras,
+], ids=["plain", "unsupported", "ignored-items"])
+def test_the_answer_is_pynetdicoms_byte_for_byte(isengard_server, caplog, request_for):
     s = isengard_server
-    request = _request_with_extras(s.aet)
+    request = request_for(s.aet)
     sock, pdu_type, ours = _connect(s.dicom_port, request)
     assert pdu_type == 0x02
     wait_for(lambda: _established(s) == (1, 0), "our acceptor to serve the association")
     _release(sock)
+    # With pynetdicom's DEBUG logging on, every association goes its way.
     caplog.set_level(logging.DEBUG, logger="pynetdicom")
     sock, pdu_type, theirs = _connect(s.dicom_port, request)
     _release(sock)
-    assert "Accept Parameters" in caplog.text
+    assert "Accept Parameters" in caplog.text  # pynetdicom's dump: it did answer
     assert ours == theirs
 
 
@@ -121,6 +110,15 @@ def _associate(server, *, find: bool = False) -> StoreAssociation:
     return StoreAssociation.request("127.0.0.1", server.dicom_port, calling_aet="RAWSCU",
                                     called_aet=server.aet, contexts=contexts, timeout=30,
                                     label="isengard")
+
+
+def _store_one(assoc: StoreAssociation, dicom_factory, message_id: int) -> int:
+    """C-STORE a new instance on the CT context: its status."""
+    ds = dicom_factory.dataset()
+    uid = str(ds.SOPInstanceUID)
+    assoc.send_request(assoc.accepted[CT_IMAGE][EXPLICIT_LE], CT_IMAGE, uid,
+                       dataset_bytes(dicom_factory.encode(ds)), message_id=message_id)
+    return assoc.read_response(uid, message_id=message_id).status
 
 
 def _established(server) -> tuple[int, int]:
@@ -142,11 +140,7 @@ def test_maximum_associations_counts_both_paths(isengard_factory, dicom_factory,
         own.release()
         wait_for(lambda: _established(s) == (0, 1), "the released association to end")
         again = _associate(s)
-        ds = dicom_factory.dataset()
-        again.send_request(again.accepted[CT_IMAGE][EXPLICIT_LE], CT_IMAGE,
-                           str(ds.SOPInstanceUID), dataset_bytes(dicom_factory.encode(ds)),
-                           message_id=1)
-        assert again.read_response(str(ds.SOPInstanceUID), message_id=1).status == 0
+        assert _store_one(again, dicom_factory, 1) == 0
         again.release()
     finally:
         own.close()
@@ -179,9 +173,8 @@ def _command(assoc: StoreAssociation, context_id: int, command: bytes,
 
 
 def _p_data(context_id: int, fragment: bytes, *, command: bool) -> bytes:
-    item = struct.pack(">IBB", len(fragment) + 2, context_id,
-                       (0x01 if command else 0x00) | 0x02) + fragment
-    return struct.pack(">BBI", 0x04, 0x00, len(item)) + item
+    """A P-DATA-TF PDU with the whole of a command or data set."""
+    return p_data_pdu(pdv(context_id, fragment, command=command, last=True))
 
 
 def _us(command: dict[int, bytes], tag: int) -> int:
@@ -194,12 +187,13 @@ def test_requests_it_does_not_serve_are_answered(isengard_server, dicom_factory,
     cx = assoc.accepted[CT_IMAGE][EXPLICIT_LE]
     try:
         # A C-FIND-RQ on a storage context: "unrecognized operation".
-        answer = _command(assoc, cx, _find_rq(5), dataset_bytes(dicom_factory.instance()))
+        answer = _command(assoc, cx, request_command(0x0020, CT_IMAGE, 5, data_set=True),
+                          dataset_bytes(dicom_factory.instance()))
         assert (_us(answer, 0x00000100), _us(answer, 0x00000120),
                 _us(answer, 0x00000900)) == (0x8020, 5, 0x0211)
         assert "answered 'unrecognized operation'" in caplog.text
         # A C-ECHO-RQ on the storage context, a C-STORE-RQ on the Verification one.
-        echo = _command(assoc, cx, _echo_rq(8))
+        echo = _command(assoc, cx, request_command(0x0030, VERIFICATION, 8))
         assert (_us(echo, 0x00000100), _us(echo, 0x00000900)) == (0x8030, 0x0211)
         verification = assoc.accepted[VERIFICATION][EXPLICIT_LE]
         ds = dicom_factory.dataset()
@@ -214,36 +208,10 @@ def test_requests_it_does_not_serve_are_answered(isengard_server, dicom_factory,
         answer = _command(assoc, cx, bytes(command))
         assert (_us(answer, 0x00000100), _us(answer, 0x00000900)) == (0x8001, 0xC000)
         # And the association goes on.
-        ds = dicom_factory.dataset()
-        assoc.send_request(cx, CT_IMAGE, str(ds.SOPInstanceUID),
-                           dataset_bytes(dicom_factory.encode(ds)), message_id=7)
-        assert assoc.read_response(str(ds.SOPInstanceUID), message_id=7).status == 0
+        assert _store_one(assoc, dicom_factory, 7) == 0
     finally:
         assoc.release()
     assert s.get("/statistics").json()["CountInstances"] == 1
-
-
-def _echo_rq(message_id: int) -> bytes:
-    """A C-ECHO-RQ command set (PS3.7 9.3.5.1)."""
-    body = b"".join([
-        struct.pack("<HHI", 0, 0x0002, 18) + VERIFICATION.encode() + b"\x00",
-        struct.pack("<HHIH", 0, 0x0100, 2, 0x0030),
-        struct.pack("<HHIH", 0, 0x0110, 2, message_id),
-        struct.pack("<HHIH", 0, 0x0800, 2, 0x0101),
-    ])
-    return struct.pack("<HHII", 0, 0, 4, len(body)) + body
-
-
-def _find_rq(message_id: int) -> bytes:
-    """A C-FIND-RQ command set (PS3.7 9.3.2.1) with an identifier."""
-    body = b"".join([
-        struct.pack("<HHI", 0, 0x0002, 26) + CT_IMAGE.encode() + b"\x00",
-        struct.pack("<HHIH", 0, 0x0100, 2, 0x0020),
-        struct.pack("<HHIH", 0, 0x0110, 2, message_id),
-        struct.pack("<HHIH", 0, 0x0700, 2, 0),
-        struct.pack("<HHIH", 0, 0x0800, 2, 0x0001),
-    ])
-    return struct.pack("<HHII", 0, 0, 4, len(body)) + body
 
 
 @pytest.mark.parametrize("pdu, error", [
@@ -268,11 +236,7 @@ def test_protocol_errors_abort_and_the_server_goes_on(isengard_server, dicom_fac
     assert error in caplog.text
     assoc.close()
     again = _associate(s)
-    ds = dicom_factory.dataset()
-    again.send_request(again.accepted[CT_IMAGE][EXPLICIT_LE], CT_IMAGE,
-                       str(ds.SOPInstanceUID), dataset_bytes(dicom_factory.encode(ds)),
-                       message_id=1)
-    assert again.read_response(str(ds.SOPInstanceUID), message_id=1).status == 0
+    assert _store_one(again, dicom_factory, 1) == 0
     again.release()
 
 
@@ -280,11 +244,7 @@ def test_an_abort_from_the_peer_ends_the_association(isengard_server, dicom_fact
                                                      caplog):
     s = isengard_server
     assoc = _associate(s)
-    ds = dicom_factory.dataset()
-    assoc.send_request(assoc.accepted[CT_IMAGE][EXPLICIT_LE], CT_IMAGE,
-                       str(ds.SOPInstanceUID), dataset_bytes(dicom_factory.encode(ds)),
-                       message_id=1)
-    assert assoc.read_response(str(ds.SOPInstanceUID), message_id=1).status == 0
+    assert _store_one(assoc, dicom_factory, 1) == 0
     with caplog.at_level(logging.INFO, logger="isengard.dicom"):
         assoc.abort()
         wait_for(lambda: "aborted: 1 instance(s) stored" in caplog.text,

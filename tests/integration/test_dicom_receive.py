@@ -16,7 +16,14 @@ import pytest
 from isengard.dimse_fast import encode_c_store_rq
 from isengard.store_association import PeerError, StoreAssociation, send_buffers
 from tests.conftest import dataset_bytes
-from tests.integration.dicom_helpers import instance_id_of, split_part10, wait_for
+from tests.integration.dicom_helpers import (
+    instance_id_of,
+    p_data_pdu,
+    pdv,
+    request_command,
+    split_part10,
+    wait_for,
+)
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 VERIFICATION = "1.2.840.10008.1.1"
@@ -49,23 +56,13 @@ def _associate(server, path: str) -> StoreAssociation:
     return assoc
 
 
-def _pdv(context_id: int, fragment: bytes, *, command: bool, last: bool) -> bytes:
-    control = (0x01 if command else 0x00) | (0x02 if last else 0x00)
-    return struct.pack(">IBB", len(fragment) + 2, context_id, control) + fragment
-
-
-def _pdu(*pdvs: bytes) -> bytes:
-    body = b"".join(pdvs)
-    return struct.pack(">BBI", 0x04, 0x00, len(body)) + body
-
-
 def _fragments(data: bytes, size: int) -> list[bytes]:
     return [data[i:i + size] for i in range(0, len(data), size)] or [b""]
 
 
 def _pdvs(context_id: int, data: bytes, size: int, *, command: bool) -> list[bytes]:
     parts = _fragments(data, size)
-    return [_pdv(context_id, part, command=command, last=i == len(parts) - 1)
+    return [pdv(context_id, part, command=command, last=i == len(parts) - 1)
             for i, part in enumerate(parts)]
 
 
@@ -87,7 +84,7 @@ def test_fragmented_commands_and_data_sets_are_stored_byte_for_byte(isengard_ser
             command = encode_c_store_rq(message_id, CT_IMAGE, uid)
             pdvs = (_pdvs(cx, command, command_size, command=True)
                     + _pdvs(cx, data, data_size, command=False))
-            pdus = [_pdu(*pdvs[i:i + per_pdu]) for i in range(0, len(pdvs), per_pdu)]
+            pdus = [p_data_pdu(*pdvs[i:i + per_pdu]) for i in range(0, len(pdvs), per_pdu)]
             send_buffers(assoc._sock, pdus)
             answer = assoc.read_response(uid, message_id=message_id)
             assert (answer.status, answer.error_comment) == (0x0000, "")
@@ -108,22 +105,18 @@ def test_other_messages_between_c_stores_are_answered(isengard_server, dicom_fac
     assoc = _associate(s, path)
     echo_cx = assoc.accepted[VERIFICATION][EXPLICIT_LE]
     ct_cx = assoc.accepted[CT_IMAGE][EXPLICIT_LE]
-    echo = (struct.pack("<HHI", 0, 0x0002, 18) + b"1.2.840.10008.1.1\x00"
-            + struct.pack("<HHIH", 0, 0x0100, 2, 0x0030)  # C-ECHO-RQ
-            + struct.pack("<HHIH", 0, 0x0110, 2, 7)
-            + struct.pack("<HHIH", 0, 0x0800, 2, 0x0101))
-    echo = struct.pack("<HHII", 0, 0, 4, len(echo)) + echo
+    echo = request_command(0x0030, VERIFICATION, 7)  # C-ECHO-RQ
     try:
         # A C-ECHO in two command fragments, one PDU each, between two C-STOREs.
         for message_id in (1, 3):
             uid, data = _instance(dicom_factory)
-            send_buffers(assoc._sock, [_pdu(*_pdvs(ct_cx, encode_c_store_rq(
+            send_buffers(assoc._sock, [p_data_pdu(*_pdvs(ct_cx, encode_c_store_rq(
                 message_id, CT_IMAGE, uid), 4096, command=True)),
-                _pdu(*_pdvs(ct_cx, data, 4096, command=False))])
+                p_data_pdu(*_pdvs(ct_cx, data, 4096, command=False))])
             assert assoc.read_response(uid, message_id=message_id).status == 0
             if message_id == 1:
-                for pdv in _pdvs(echo_cx, echo, 40, command=True):
-                    send_buffers(assoc._sock, [_pdu(pdv)])
+                for item in _pdvs(echo_cx, echo, 40, command=True):
+                    send_buffers(assoc._sock, [p_data_pdu(item)])
                 answer = assoc._read_command(assoc._sock)
                 assert int.from_bytes(answer[0x00000100], "little") == 0x8030
                 assert int.from_bytes(answer[0x00000120], "little") == 7
@@ -162,9 +155,9 @@ def test_a_command_inside_a_data_set_aborts_and_stores_nothing(isengard_server,
     uid, data = _instance(dicom_factory)
     command = encode_c_store_rq(1, CT_IMAGE, uid)
     send_buffers(assoc._sock, [
-        _pdu(_pdv(cx, command, command=True, last=True)),
-        _pdu(_pdv(cx, data[:100], command=False, last=False)),
-        _pdu(_pdv(cx, command, command=True, last=True)),  # a new message, too early
+        p_data_pdu(pdv(cx, command, command=True, last=True)),
+        p_data_pdu(pdv(cx, data[:100], command=False, last=False)),
+        p_data_pdu(pdv(cx, command, command=True, last=True)),  # a new message, too early
     ])
     with pytest.raises(PeerError, match="aborted"):
         assoc.read_response(uid, message_id=1)
@@ -179,8 +172,8 @@ def test_a_connection_cut_in_the_middle_of_a_data_set_stores_nothing(isengard_se
     cx = assoc.accepted[CT_IMAGE][EXPLICIT_LE]
     uid, data = _instance(dicom_factory)
     send_buffers(assoc._sock, [
-        _pdu(_pdv(cx, encode_c_store_rq(1, CT_IMAGE, uid), command=True, last=True)),
-        _pdu(_pdv(cx, data[:100], command=False, last=False)),
+        p_data_pdu(pdv(cx, encode_c_store_rq(1, CT_IMAGE, uid), command=True, last=True)),
+        p_data_pdu(pdv(cx, data[:100], command=False, last=False)),
         struct.pack(">BBI", 0x04, 0, 1000) + b"\x00" * 10,  # a PDU cut short
     ])
     assoc._sock.shutdown(socket.SHUT_RDWR)
