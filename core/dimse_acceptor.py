@@ -292,6 +292,11 @@ class StorageAssociation:
 
     # -- messages -----------------------------------------------------------------------
 
+    @property
+    def _caller(self) -> str:
+        """The calling AE title, for log lines (set once the request is read)."""
+        return self.requestor.calling_aet if self.requestor else "?"
+
     def _serve(self, state: Any) -> None:
         """Read and answer messages until the peer releases (returns) or something ends
         the association (raises)."""
@@ -304,7 +309,7 @@ class StorageAssociation:
             if pdu_type == 0x05:  # A-RELEASE-RQ
                 if command is not None or command_parts:
                     log.warning("association from %s released in the middle of a message",
-                                self.requestor.calling_aet if self.requestor else "?")
+                                self._caller)
                 self._send([_RELEASE_RP])
                 return
             if pdu_type == 0x07:  # A-ABORT
@@ -354,8 +359,8 @@ class StorageAssociation:
                 data: list[memoryview]) -> None:
         field = command_us(command.get(0x00000100))
         message_id = command_us(command.get(0x00000110))
-        sop_class = command_text(command.get(0x00000002, b""))
         abstract_syntax, transfer_syntax = self._contexts[context_id]
+        sop_class = command_text(command.get(0x00000002, b"")) or abstract_syntax
         if field == _C_CANCEL_RQ:
             return  # nothing of ours can be cancelled: C-STORE and C-ECHO answer once
         if message_id is None or field is None:
@@ -368,29 +373,25 @@ class StorageAssociation:
                 status, comment = 0xC000, ("the C-STORE request has no data set" if not data
                                            else "the C-STORE request has no Affected SOP "
                                            "Instance UID")
-                log.warning("C-STORE from %s (%s) refused: %s", self.requestor.calling_aet
-                            if self.requestor else "?", self.address[0], comment)
+                log.warning("C-STORE from %s (%s) refused: %s", self._caller,
+                            self.address[0], comment)
             else:
-                status, comment = self._host.store(state, transfer_syntax,
-                                                   sop_class or abstract_syntax,
+                status, comment = self._host.store(state, transfer_syntax, sop_class,
                                                    sop_instance, data)
-            response = encode_c_store_rsp(message_id, sop_class or abstract_syntax,
-                                          sop_instance, status, error_comment=comment)
+            response = encode_c_store_rsp(message_id, sop_class, sop_instance, status,
+                                          error_comment=comment)
         elif field == _C_ECHO_RQ and verification:
-            response = encode_response(0x8030, message_id, sop_class or abstract_syntax,
+            response = encode_response(0x8030, message_id, sop_class,
                                        self._host.echo(state))
         elif field < 0x8000:
             log.warning("association from %s: command 0x%04X on a context for %s is not "
                         "served here: answered 'unrecognized operation' (0x0211)",
-                        self.requestor.calling_aet if self.requestor else "?", field,
-                        abstract_syntax)
-            response = encode_response(field | 0x8000, message_id,
-                                       sop_class or abstract_syntax,
+                        self._caller, field, abstract_syntax)
+            response = encode_response(field | 0x8000, message_id, sop_class,
                                        _STATUS_UNRECOGNIZED_OPERATION)
         else:
             log.warning("association from %s: unexpected response (command field "
-                        "0x%04X) ignored", self.requestor.calling_aet
-                        if self.requestor else "?", field)
+                        "0x%04X) ignored", self._caller, field)
             return
         self._send(p_data_tf(context_id, response, self._peer_max_pdu, command=True))
 
