@@ -36,10 +36,14 @@ class _Worker:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        with self._wake:
-            self._wake.notify_all()
+        self.wake()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def wake(self) -> None:
+        """Look for work now rather than at the end of the idle wait."""
+        with self._wake:
+            self._wake.notify_all()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -75,7 +79,7 @@ class ChangeDispatcher(_Worker):
         cursor = index.get_property(CURSOR_PROPERTY)
         # A server that never dispatched starts from now, not from the beginning of time.
         self.cursor = int(cursor) if cursor is not None else index.last_change()
-        index.add_change_listener(self._wake)
+        index.add_change_listener(self.wake)
 
     def start(self) -> None:
         if self.active:

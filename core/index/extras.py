@@ -53,7 +53,7 @@ class IndexExtras:
                 "ON CONFLICT(internal_id, name) DO UPDATE SET value = excluded.value",
                 (row.internal_id, name, value))
             self._log(conn, ChangeType.UPDATED_METADATA, row)
-        self.index._notify_changes()
+        self.index.notify_changes()
 
     def delete_metadata(self, row: ResourceRow, name: str) -> bool:
         """Remove one metadata; ``False`` when the resource did not have it."""
@@ -63,7 +63,7 @@ class IndexExtras:
             if deleted:
                 self._log(conn, ChangeType.UPDATED_METADATA, row)
         if deleted:
-            self.index._notify_changes()
+            self.index.notify_changes()
         return bool(deleted)
 
     # -- attachments -------------------------------------------------------------------
@@ -93,7 +93,7 @@ class IndexExtras:
                  info.uncompressed_size, info.compression, info.uncompressed_md5,
                  info.compressed_md5))
             self._log(conn, ChangeType.UPDATED_ATTACHMENT, row)
-        self.index._notify_changes()
+        self.index.notify_changes()
         return old[0] if old else None
 
     def delete_attachment(self, row: ResourceRow, file_type: int) -> str | None:
@@ -107,7 +107,7 @@ class IndexExtras:
             conn.execute("DELETE FROM attached_files WHERE internal_id = ? AND file_type = ?",
                          (row.internal_id, file_type))
             self._log(conn, ChangeType.UPDATED_ATTACHMENT, row)
-        self.index._notify_changes()
+        self.index.notify_changes()
         return str(old[0])
 
     # -- labels ------------------------------------------------------------------------

@@ -7,8 +7,10 @@ Every write is one short transaction.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
 import sqlite3
 import threading
 import time
@@ -58,12 +60,18 @@ class _Connection(sqlite3.Connection):
 class SQLiteIndex:
     """Thread-safe SQLite index of patients, studies, series and instances."""
 
-    def __init__(self, path: Path, *, durable: bool = True, stable_age: float = 60.0):
+    def __init__(self, path: Path, *, durable: bool = True, stable_age: float = 60.0,
+                 shared: bool = False):
         self.path = Path(path)
         self.durable = durable
         self.stable_age = stable_age
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._write_lock = threading.RLock()
+        # With other processes writing (dicom.storage_workers), their transactions and
+        # ours take turns on a lock file: SQLite alone would make the loser of a race
+        # sleep 1, 2, 5, 10 … ms in its busy handler; flock() wakes it at the release.
+        self._process_lock = (os.open(f"{self.path}-lock", os.O_RDWR | os.O_CREAT, 0o644)
+                              if shared else None)
         self._local = threading.local()
         # Every reader connection open, for close(). A thread's reader is handed back
         # when the thread ends (its thread-local lease goes): a few are kept for the
@@ -76,13 +84,13 @@ class SQLiteIndex:
         self._readers_lock = threading.RLock()
         self._closed = False
         self._writer = self._connect()
-        with self._writer:
+        with self._between_processes(), self._writer:
             self._writer.executescript(SCHEMA)
             self._writer.execute(
                 "INSERT OR IGNORE INTO global_properties(name, value) VALUES ('schema', ?)",
                 (str(SCHEMA_VERSION),),
             )
-        self._change_listeners: list[threading.Condition] = []
+        self._change_listeners: list[Callable[[], None]] = []
 
     # -- connections -------------------------------------------------------------------
 
@@ -131,8 +139,19 @@ class SQLiteIndex:
         conn.close()
 
     @contextmanager
+    def _between_processes(self) -> Iterator[None]:
+        if self._process_lock is None:
+            yield
+            return
+        fcntl.flock(self._process_lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._process_lock, fcntl.LOCK_UN)
+
+    @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._write_lock:
+        with self._write_lock, self._between_processes():
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -161,19 +180,23 @@ class SQLiteIndex:
                 self._readers.clear()
                 self._spares.clear()
             try:
-                self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                with self._between_processes():
+                    self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error:
                 pass
             self._writer.close()
+            if self._process_lock is not None:
+                os.close(self._process_lock)
+                self._process_lock = None
 
-    def add_change_listener(self, condition: threading.Condition) -> None:
-        """``condition`` is notified after every commit that logged changes."""
-        self._change_listeners.append(condition)
+    def add_change_listener(self, listener: Callable[[], None]) -> None:
+        """``listener`` is called after every commit that logged changes (here, or in
+        another process that says so: :meth:`notify_changes`)."""
+        self._change_listeners.append(listener)
 
-    def _notify_changes(self) -> None:
-        for cond in self._change_listeners:
-            with cond:
-                cond.notify_all()
+    def notify_changes(self) -> None:
+        for listener in self._change_listeners:
+            listener()
 
     # -- writes ------------------------------------------------------------------------
 
@@ -256,7 +279,7 @@ class SQLiteIndex:
                     ResourceLevel.SERIES: ChangeType.NEW_SERIES,
                 }[level]
                 self._log_change(conn, change, level, record.ids[level], now)
-        self._notify_changes()
+        self.notify_changes()
         return StoreOutcome("Success", record.ids, replaced)
 
     def _insert_resource(self, conn: sqlite3.Connection, level: ResourceLevel,
@@ -317,7 +340,7 @@ class SQLiteIndex:
                 conn.execute("DELETE FROM resources WHERE internal_id = ?", (parent_id,))
                 self._log_change(conn, ChangeType.DELETED, parent.level, parent.public_id, now)
                 parent_id = parent.parent_id
-        self._notify_changes()
+        self.notify_changes()
         return uuids, remaining
 
     @staticmethod
@@ -346,7 +369,7 @@ class SQLiteIndex:
                           2: ChangeType.STABLE_SERIES}[level]
                 self._log_change(conn, change, ResourceLevel(level), public_id, date)
         if due:
-            self._notify_changes()
+            self.notify_changes()
         return [(ResourceLevel(level), public_id) for _, level, public_id in due]
 
     def set_metadata(self, internal_id: int, name: str, value: str) -> None:
