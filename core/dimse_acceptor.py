@@ -133,9 +133,17 @@ class AcceptorHost(Protocol):
     def hand_over(self, sock: socket.socket, address: Any, request_pdu: bytes) -> None:
         """Serve this connection with pynetdicom, its A-ASSOCIATE-RQ already read."""
 
+    def move(self, association: StorageAssociation, state: Any) -> bool:
+        """Hand the association to another process (its ``move_to``), between two
+        messages; True once that process holds the connection."""
+
 
 class _Closed(Exception):
     """The connection ended: closed or aborted by the peer, or shut by the server."""
+
+
+class _Moved(Exception):
+    """The association went on in another process (:meth:`AcceptorHost.move`)."""
 
 
 class _ProtocolError(Exception):
@@ -187,6 +195,10 @@ class StorageAssociation:
         self._aborted_by_us = False
         # The thread that runs it, set by the server (its stop() joins it).
         self.thread: threading.Thread | None = None
+        # Set by the host (another thread) to have the association go on in another
+        # process: it moves before it reads its next PDU, between two messages.
+        self.move_to: Any = None
+        self.moved = False
 
     # -- the connection's life ----------------------------------------------------------
 
@@ -219,7 +231,9 @@ class StorageAssociation:
                 return
             self._associate(primitive, self.requestor)  # type: ignore[arg-type]
         finally:
-            if not handed_over:
+            if self.moved:
+                sock.close()  # the connection goes on: another process holds it
+            elif not handed_over:
                 _close(sock)
 
     def _decode_request(self, pdu_type: int, pdu: bytearray) -> A_ASSOCIATE | None:
@@ -249,11 +263,19 @@ class StorageAssociation:
                         requestor.calling_aet, requestor.ip, exc.strerror or exc)
             return
         self.established = True
-        state = self._host.accepted(self)
+        self.serve_established(self._host.accepted(self))
+
+    def serve_established(self, state: Any) -> None:
+        """Serve the established association until it ends (or moves); ``state`` is
+        what the host's calls carry."""
+        requestor = self.requestor
+        assert requestor is not None
         how = "aborted"
         try:
             self._serve(state)
             how = "released"
+        except _Moved:
+            how = "moved"
         except _Closed as exc:
             if not self._aborted_by_us:
                 log.info("association from %s (%s) ended without release: %s",
@@ -278,6 +300,44 @@ class StorageAssociation:
         finally:
             self.established = False
             self._host.closed(state, how)
+
+    # -- moving to another process -----------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """What another process needs to go on with the established association, as
+        JSON: nothing else is kept between two messages (PDUs are read exactly, so no
+        byte of the next one is buffered here)."""
+        requestor = self.requestor
+        assert requestor is not None
+        return {"requestor": [requestor.calling_aet, requestor.called_aet, requestor.ip,
+                              requestor.port],
+                "contexts": [[cx_id, abstract, transfer]
+                             for cx_id, (abstract, transfer) in self._contexts.items()],
+                "peer_max_pdu": self._peer_max_pdu}
+
+    @classmethod
+    def resumed(cls, sock: socket.socket, snapshot: dict[str, Any], host: AcceptorHost,
+                settings: AcceptorSettings) -> StorageAssociation:
+        """The association another process moved here (:meth:`snapshot`)."""
+        calling, called, ip, port = snapshot["requestor"]
+        association = cls(sock, (ip, port), host, settings)
+        association.requestor = Requestor(calling, called, ip, port)
+        association._contexts = {int(cx_id): (abstract, transfer)
+                                 for cx_id, abstract, transfer in snapshot["contexts"]}
+        association._peer_max_pdu = int(snapshot["peer_max_pdu"])
+        association.established = True
+        return association
+
+    def run_resumed(self, state: Any) -> None:
+        """Serve an association :meth:`resumed` here, in the calling thread."""
+        try:
+            self.sock.settimeout(self._settings.timeout)
+            self.serve_established(state)
+        finally:
+            if self.moved:
+                self.sock.close()
+            else:
+                _close(self.sock)
 
     def abort(self) -> None:
         """A-ABORT the association from another thread (the server stops), or close a
@@ -305,6 +365,11 @@ class StorageAssociation:
         command: dict[int, bytes] | None = None
         context_id = 0
         while True:
+            if self.move_to is not None and command is None and not command_parts:
+                if self._host.move(self, state):
+                    self.moved = True
+                    raise _Moved
+                self.move_to = None
             pdu_type, pdu = self._read_pdu()
             if pdu_type == 0x05:  # A-RELEASE-RQ
                 if command is not None or command_parts:
