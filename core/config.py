@@ -56,6 +56,11 @@ class DicomSettings:
     # Seconds without activity before an association is aborted (Orthanc DicomScpTimeout).
     timeout: int = 30
     maximum_associations: int = 32
+    # Processes beside the server's own that take over storage associations while
+    # several run at once (started on demand, stopped when idle): Python threads of
+    # one process take turns (the GIL). Off by default: on a 2-core machine shared with
+    # the senders they bought ~10 % (docs/performance.md, eighth round).
+    storage_workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -161,6 +166,10 @@ def _check(s: Settings, source: str) -> None:
     if s.dicom.maximum_pdu_length != 0 and s.dicom.maximum_pdu_length < 4096:
         raise ConfigError("dicom.maximum_pdu_length",
                           f"must be 0 (unlimited) or at least 4096 (in {source})")
+    if not 0 <= s.dicom.storage_workers <= 64:
+        raise ConfigError("dicom.storage_workers",
+                          f"must be 0 (none: every association in the server's process) to "
+                          f"64 (in {source})")
     if s.stable_age < 0:
         raise ConfigError("stable_age", f"must be zero or positive (in {source})")
     if s.jobs.workers < 1:

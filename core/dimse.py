@@ -18,7 +18,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
 from pydicom.dataset import Dataset
@@ -32,6 +32,7 @@ from .config import DicomSettings
 from .dimse_acceptor import AcceptorSettings, Requestor, StorageAssociation
 from .dimse_fast import install_fast_final_responses, tune_connection
 from .dimse_qr import QR_SOP_CLASSES
+from .dimse_workers import WorkerPool
 from .errors import InstanceRejected, InvalidDicomError, StartupError
 from .ingest import Ingest, Origin
 from .version import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
@@ -110,9 +111,13 @@ class DicomServer:
 
     def __init__(self, settings: DicomSettings, ingest: Callable[[], Ingest],
                  query_retrieve: Callable[[], list[Any]] | None = None,
-                 caller_rights: Callable[[str, str], Any] | None = None):
+                 caller_rights: Callable[[str, str], Any] | None = None,
+                 workers: WorkerPool | None = None):
         self.settings = settings
         self._ingest = ingest
+        # Worker processes that storage associations move to while several run at once
+        # (dimse_workers); None: every association stays in this process.
+        self.workers = workers
         # (calling AET, address) -> the declared modality it is, or None (unknown caller)
         self._caller_rights = caller_rights
         # C-FIND / C-MOVE / C-GET handlers (dimse_qr), built once the kernel is open.
@@ -221,10 +226,9 @@ class DicomServer:
         already stored); one that arrives later is refused (A700, the sender may retry)
         and leaves nothing behind.
         """
-        if self._server is None:
-            return
-        self._server.shutdown()  # no new associations
-        self._server = None
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()  # no new associations
         with self._idle:
             # From here on, new connections close themselves (_on_connection_open) and
             # new C-STOREs are refused (_on_store).
@@ -255,6 +259,8 @@ class DicomServer:
         for assoc in acceptors:
             if assoc.ident is not None:  # else not started yet: it will end at once
                 assoc.join(max(0.0, deadline - time.monotonic()))
+        if self.workers is not None:
+            self.workers.stop(grace)
 
     # -- our acceptor (dimse_acceptor.AcceptorHost) -------------------------------------
 
@@ -279,6 +285,51 @@ class DicomServer:
         finally:
             with self._lock:
                 self._own.discard(association)
+            if association.move_to is not None and not association.moved:
+                cast(WorkerPool, self.workers).cancel(association.move_to)
+
+    def resume(self, sock: socket.socket, message: dict[str, Any],
+               ended: Callable[[], None]) -> None:
+        """Serve an association moved here from the server's process (in a worker:
+        :mod:`.dimse_workers`); ``ended`` is called when it is over."""
+        association = StorageAssociation.resumed(sock, message["association"], self,
+                                                 self._acceptor)
+        stats = _AssociationStats(**message["stats"])
+        with self._lock:
+            stopping = self._stopping
+            if not stopping:
+                self._own.add(association)
+        if stopping:
+            association.abort()
+            sock.close()
+            ended()
+            return
+
+        def serve() -> None:
+            try:
+                association.run_resumed(stats)
+            finally:
+                with self._lock:
+                    self._own.discard(association)
+                ended()
+
+        association.thread = threading.Thread(
+            target=serve, daemon=True, name=f"DicomConnection-{stats.address}")
+        association.thread.start()
+
+    def rebalance(self) -> None:
+        """Start workers when two or more storage associations run here, and move
+        associations to them until the processes share them (dimse_workers)."""
+        workers = self.workers
+        if workers is None:
+            return
+        with self._lock:
+            if self._stopping:
+                return
+            here = [a for a in self._own if a.established and a.move_to is None]
+        if len(here) >= 2:
+            workers.start_on_demand()
+        workers.assign(here)
 
     def admit(self, requestor: Requestor) -> tuple[int, int, int] | None:
         """The checks before accepting an association, whichever path serves it."""
@@ -289,6 +340,8 @@ class DicomServer:
             with self._lock:
                 ours = sum(1 for a in self._own if a.established)
             theirs = sum(1 for a in self.ae.active_associations if a.is_acceptor)
+            if self.workers is not None:
+                ours += self.workers.active
             if ours + theirs + 1 > self.settings.maximum_associations:
                 reason = (2, 3, 2)
         if reason is not None:
@@ -303,6 +356,7 @@ class DicomServer:
                                   f"{requestor.ip}:{requestor.port}")
         log.info("association from %s (%s) to %s accepted", stats.calling_aet,
                  stats.address, stats.called_aet)
+        self.rebalance()
         return stats
 
     def echo(self, stats: _AssociationStats) -> int:
@@ -313,7 +367,18 @@ class DicomServer:
         return self._receive(stats, transfer_syntax, sop_class, sop_instance, fragments)
 
     def closed(self, stats: _AssociationStats, how: str) -> None:
-        _log_summary(stats, how)
+        if how != "moved":  # else the worker it moved to logs it
+            _log_summary(stats, how)
+
+    def move(self, association: StorageAssociation, stats: _AssociationStats) -> bool:
+        worker = association.move_to
+        moved = cast(WorkerPool, self.workers).send(
+            worker, association.sock,
+            {"association": association.snapshot(), "stats": asdict(stats)})
+        if moved:
+            log.debug("association from %s (%s) moved to storage worker %d",
+                      stats.calling_aet, stats.address, worker.number)
+        return moved
 
     def hand_over(self, sock: socket.socket, address: Any, request_pdu: bytes) -> None:
         server = self._server

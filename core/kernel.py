@@ -104,7 +104,8 @@ class Kernel:
                             leftovers)
             self.storage = fs
         self.index = SQLiteIndex(self.settings.index_path, durable=self.settings.storage.sync,
-                                 stable_age=float(self.settings.stable_age))
+                                 stable_age=float(self.settings.stable_age),
+                                 shared=self.settings.dicom.storage_workers > 0)
         self.extras = IndexExtras(self.index)
         self.attachments = Attachments(self.extras, self.storage,
                                        self.settings.user_content_types)

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from .errors import BadRequest, ConfigError, UnknownResource
 from .index import SQLiteIndex
 
-__all__ = ["Modality", "ModalityRegistry", "parse_modality"]
+__all__ = ["Modality", "ModalityRegistry", "caller_lookup", "modalities_from_config",
+           "parse_modality"]
 
 
 @dataclass(frozen=True)
@@ -162,3 +163,12 @@ class ModalityRegistry:
                 raise BadRequest(f"modality {name!r} is declared in the configuration file; "
                                  "remove it there")
             raise UnknownResource(f"unknown modality {name!r}")
+
+
+def caller_lookup(registry: ModalityRegistry,
+                  settings: Any) -> Callable[[str, str], Modality | None]:
+    """(calling AE title, address) → the declared modality calling, or None; by host
+    too when ``settings.check_modality_host`` (DicomSettings) says so."""
+    def lookup(aet: str, address: str) -> Modality | None:
+        return registry.by_aet(aet, address if settings.check_modality_host else None)
+    return lookup

@@ -166,6 +166,10 @@ class PluginHost:
     def has_impl(self, hook: str) -> bool:
         return bool(self._impls(hook))
 
+    def implementers(self, hook: str) -> list[str]:
+        """The names of the plugins implementing ``hook``."""
+        return [impl.plugin_name for impl in self._impls(hook)]
+
     def _call(self, impl: pluggy.HookImpl, kwargs: dict[str, Any]) -> Any:
         plugin = self.plugins[impl.plugin_name]
         args = {"context": plugin.context, **kwargs}

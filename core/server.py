@@ -19,9 +19,11 @@ import uvicorn
 from .config import Settings
 from .dimse import DicomServer
 from .dimse_qr import QueryRetrieveHandlers
+from .dimse_workers import WorkerPool
 from .errors import StartupError
 from .http import build_app
 from .kernel import Kernel
+from .modalities import caller_lookup
 
 __all__ = ["Server"]
 
@@ -35,15 +37,35 @@ class Server:
         self.kernel = Kernel(settings, extra_plugins=extra_plugins,
                              use_entry_points=use_entry_points)
         self.dicom = DicomServer(settings.dicom, lambda: self.kernel.ingest_path,
-                                 self._query_retrieve_handlers, self._caller)
+                                 self._query_retrieve_handlers, self._caller,
+                                 self._storage_workers())
         self._http_socket: socket.socket | None = None
         self._uvicorn: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
         self._started = False
 
     def _caller(self, aet: str, address: str) -> Any:
-        host = address if self.settings.dicom.check_modality_host else None
-        return self.kernel.modalities.by_aet(aet, host)
+        return caller_lookup(self.kernel.modalities, self.settings.dicom)(aet, address)
+
+    def _storage_workers(self) -> WorkerPool | None:
+        count = self.settings.dicom.storage_workers
+        if not count:
+            return None
+        plugins = self.kernel.plugins
+        # Workers run no plugin: one that filters or stores instances keeps every
+        # association here.
+        involved = sorted({name for hook in ("filter_incoming_instance", "storage_backend")
+                           for name in plugins.implementers(hook)})
+        if involved:
+            log.info("dicom.storage_workers: every association stays in this process, as "
+                     "plugin(s) %s take part in storing instances", ", ".join(involved))
+            return None
+        return WorkerPool(
+            self.settings, count,
+            on_change=lambda: self.kernel.index.notify_changes(),
+            notify_changes=plugins.has_impl("on_change") or plugins.has_impl(
+                "on_stored_instance"),
+            on_event=lambda: self.dicom.rebalance())
 
     def _query_retrieve_handlers(self) -> list[Any]:
         k = self.kernel
