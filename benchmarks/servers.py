@@ -109,25 +109,55 @@ class RunningServer:
     def pid(self) -> int:
         return self.process.pid
 
+    def _processes(self) -> list[int]:
+        """The server's process and its descendants (Isengard's storage workers)."""
+        found, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            try:
+                for task in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{task}/children") as f:
+                        todo += [int(child) for child in f.read().split()]
+            except OSError:
+                pass  # ended meanwhile
+        return found
+
     def _status_kb(self, key: str) -> int:
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-        raise RuntimeError(f"{key} missing from /proc/{self.pid}/status")
+        """``key`` of /proc/PID/status summed over the server's processes."""
+        total = 0
+        for pid in self._processes():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    total += next(int(line.split()[1]) for line in f
+                                  if line.startswith(key + ":"))
+            except (OSError, StopIteration):
+                if pid == self.pid:
+                    raise RuntimeError(f"{key} missing from /proc/{pid}/status") from None
+        return total
 
     def cpu_seconds(self) -> float:
-        """CPU time the server has used so far, user and system (``/proc/PID/stat``)."""
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time the server has used so far, user and system (``/proc/PID/stat``), its
+        worker processes' included: those running, and those ended (reaped by it)."""
+        ticks = 0
+        for pid in self._processes():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])
+            if pid == self.pid:
+                ticks += int(fields[13]) + int(fields[14])  # children it waited for
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def rss_mb(self) -> float:
-        """Resident memory now (VmRSS), in MB."""
+        """Resident memory now (VmRSS), in MB, worker processes included."""
         return self._status_kb("VmRSS") / 1024
 
     def peak_rss_mb(self) -> float:
-        """Highest resident memory so far (VmHWM), in MB."""
+        """Highest resident memory so far (VmHWM), in MB; with worker processes running,
+        the sum of each one's peak (at least the peak of the sum)."""
         return self._status_kb("VmHWM") / 1024
 
     def log_tail(self, lines: int = 20) -> str:
