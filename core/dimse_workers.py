@@ -187,7 +187,6 @@ class WorkerPool:
         try:
             self._read(worker, control)
         finally:
-            control.close()
             code = process.wait()
             with self._lock:
                 lost, expected = worker.active, self._stopping or not worker.ready
@@ -195,6 +194,7 @@ class WorkerPool:
                     worker.retry_after = time.monotonic() + RETRY_AFTER
                 worker.process, worker.control, worker.ready = None, None, False
                 worker.active, worker.idle_since = 0, 0.0
+            control.close()
             if not lost and code and worker.retry_after > time.monotonic():
                 log.error("storage worker %d failed to start (exit status %s): every "
                           "association stays in this process for %.0f s",
