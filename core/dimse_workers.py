@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -286,6 +287,11 @@ _STARTING: Any = object()  # Worker.process while its reader thread starts it
 def worker_main(control_fd: int) -> int:
     """``python -m isengard.dimse_workers FD``: serve the associations the server sends
     over the Unix socket FD; the server's settings come pickled on stdin."""
+    # The server stops its workers (after their C-STOREs) and they stop when it is gone:
+    # Ctrl-C in a terminal or systemd's SIGTERM, sent to every process of the group,
+    # must not kill one in the middle of an instance.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     config = pickle.load(sys.stdin.buffer)
     settings: Settings = config["settings"]
     logging.basicConfig(

@@ -162,6 +162,21 @@ def test_a_worker_that_dies_is_replaced(isengard_factory, dicom_factory, caplog)
     assert_index_matches_storage(s)
 
 
+def test_a_worker_leaves_signals_to_the_server(isengard_factory, dicom_factory):
+    # Ctrl-C and systemd's SIGTERM reach every process of the group: the server stops
+    # its workers itself, after their C-STOREs.
+    s = isengard_factory(WORKERS)
+    senders = _share(s, dicom_factory)
+    worker = _workers(s).workers[0]
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        os.kill(worker.process.pid, signum)
+    for sender in senders:
+        sender.store(2)
+        sender.assoc.release()
+    assert worker.process.poll() is None
+    assert _count(s) == 8
+
+
 def test_an_idle_worker_stops_and_stopping_the_server_stops_a_busy_one(
         isengard_factory, dicom_factory):
     s = isengard_factory(WORKERS)
