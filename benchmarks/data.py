@@ -214,6 +214,12 @@ def small_set(count: int, log: Any = print) -> DicomSet:
     return _single_series(2, f"small-{count}", count, 64, log)
 
 
+def warm_up_set(count: int, log: Any = print) -> DicomSet:
+    """``count`` 64×64 instances of another patient, sent before a measured send (their
+    UIDs differ from every other set's)."""
+    return _single_series(4, f"warm-up-{count}", count, 64, log)
+
+
 def _query_studies(studies: int) -> list[dict[str, Any]]:
     rng = np.random.default_rng([SEED, 3])
     patients = max(1, studies // 4)

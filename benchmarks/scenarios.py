@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 import socket
 import statistics
 import subprocess
@@ -93,6 +94,34 @@ def _storescu(server: RunningServer, dataset: data.DicomSet, *, associations: in
     return storescu(server, dataset, associations, nodelay=nodelay)
 
 
+WARM_UP = 400  # instances sent before the storage-worker row's measured send
+_WORKER_READY = re.compile(r"storage worker 1 \(pid \d+\) ready")
+
+
+@dataclass(frozen=True)
+class _Send:
+    """One ingest row's send: ``client`` sends ``dataset`` to a fresh server started
+    with ``isengard_dicom`` (Isengard only), after ``warm_up`` when given."""
+
+    key: str  # the row key's suffix
+    dataset: data.DicomSet
+    client: Callable[[RunningServer, data.DicomSet], float]
+    warm_up: data.DicomSet | None = None
+    isengard_dicom: dict[str, Any] | None = None
+
+
+def _wait_for_storage_worker(server: RunningServer, timeout: float = 30.0) -> None:
+    """Until Isengard's log says its storage worker is ready (Orthanc: at once)."""
+    if server.kind.name != "Isengard":
+        return
+    deadline = time.monotonic() + timeout
+    while not _WORKER_READY.search(server.log_tail(200)):
+        if time.monotonic() > deadline:
+            raise ClientError("Isengard's storage worker did not start: "
+                              + server.log_tail(5))
+        time.sleep(0.05)
+
+
 QUERY_KINDS = (("pid", "exact PatientID"), ("name", "PatientName wildcard"),
                ("date", "StudyDate range"))
 
@@ -116,11 +145,18 @@ def build_rows(scale: Scale, meta: dict[str, Any]) -> list[Row]:
         Row("cstore-assoc-small", "cstore", f"C-STORE, small 64×64 ×{per_association}, "
             "one association per instance (Python client, one at a time)", "inst/s",
             "higher", target=1.5, mb_per_unit=small_mb),
+        Row("cstore-workers-small-4", "cstore", f"C-STORE storescu, small 64×64 "
+            f"×{scale.small_instances}, 4 parallel associations, Isengard with "
+            f"dicom.storage_workers: 1 (opt-in), its worker running", "inst/s", "higher",
+            target=1.5, mb_per_unit=small_mb),
         *_ingest_rows("rest", "rest", "REST POST /instances", scale.ct_slices,
                       scale.small_instances, ct_mb, small_mb),
         *_cpu_rows("cstore", "cstore", "C-STORE", scale.ct_slices, scale.small_instances),
         Row("cstore-cpu-assoc-small", "cstore", f"Server CPU per instance, C-STORE, small "
             f"×{per_association}, one association per instance", "ms", "lower"),
+        Row("cstore-cpu-workers-small-4", "cstore", f"Server CPU per instance, C-STORE, "
+            f"small ×{scale.small_instances}, 4 parallel associations, Isengard with a "
+            "storage worker (both processes)", "ms", "lower"),
         *_cpu_rows("rest", "rest", "REST", scale.ct_slices, scale.small_instances),
         Row("load-query", "query", f"C-STORE load of the query set "
             f"({scale.query_studies * scale.instances_per_study} tiny instances, "
@@ -207,9 +243,8 @@ class Runner:
         if group == "cstore-nagle":
             n = self.scale.nagle_instances
             sets = {k: v.subset(min(n, len(v.files))) for k, v in sets.items()}
-        # (row key suffix, data, client): each a fresh server per server and run.
-        sends: list[tuple[str, data.DicomSet, Callable[[RunningServer, data.DicomSet],
-                                                        float]]] = []
+        # Each a fresh server per server and run.
+        sends: list[_Send] = []
         client: Callable[[RunningServer, data.DicomSet], float]
         for set_key in ("ct", "small"):
             for parallel in (1, 4):
@@ -218,35 +253,51 @@ class Runner:
                 else:
                     client = functools.partial(_storescu, associations=parallel,
                                                nodelay=nodelay)
-                sends.append((f"{set_key}-{parallel}", sets[set_key], client))
+                sends.append(_Send(f"{set_key}-{parallel}", sets[set_key], client))
         if group == "cstore":
             small = sets["small"]
-            sends.append(("assoc-small",
-                          small.subset(min(self.scale.per_association, len(small.files))),
-                          store_one_per_association))
+            sends.append(_Send(
+                "assoc-small", small.subset(min(self.scale.per_association, len(small.files))),
+                store_one_per_association))
+            # Isengard's opt-in storage worker, once it runs (it starts when a second
+            # association arrives, ~0.5 s later): a burst from the same four senders
+            # first, for both servers.
+            sends.append(_Send(
+                "workers-small-4", small, functools.partial(_storescu, associations=4,
+                                                            nodelay=nodelay),
+                warm_up=data.warm_up_set(WARM_UP, self.log),
+                isengard_dicom={"storage_workers": 1}))
         for run in range(self.scale.repeat):
             peak: dict[str, float] = {}
             # Both servers take each send back to back (their order alternating from
             # one send and one run to the next), so that each run gives a ratio of two
             # figures measured a few seconds apart: the machine drifts over minutes.
-            for step, (key, dataset, client) in enumerate(sends):
+            for step, send in enumerate(sends):
                 for kind in self.order(run + step):
-                    server = self.launcher.start(kind, nodelay=nodelay)
+                    server = self.launcher.start(kind, nodelay=nodelay,
+                                                 isengard_dicom=send.isengard_dicom)
+                    before = 0
+                    if send.warm_up is not None:
+                        storescu(server, send.warm_up, 4, nodelay=nodelay)
+                        before = len(send.warm_up.files)
+                        _wait_for_storage_worker(server)
                     cpu = server.cpu_seconds()
-                    seconds = client(server, dataset)
+                    seconds = send.client(server, send.dataset)
                     cpu = server.cpu_seconds() - cpu
-                    self._check_count(server, len(dataset.files), group)
-                    peak[kind.name] = max(peak.get(kind.name, 0.0), server.peak_rss_mb())
-                    self.results.add(f"{prefix}-{key}", kind.name, len(dataset.files) / seconds)
+                    count = len(send.dataset.files)
+                    self._check_count(server, before + count, group)
+                    if send.warm_up is None:
+                        peak[kind.name] = max(peak.get(kind.name, 0.0), server.peak_rss_mb())
+                    self.results.add(f"{prefix}-{send.key}", kind.name, count / seconds)
                     if group != "cstore-nagle":
-                        self.results.add(f"{prefix}-cpu-{key}", kind.name,
-                                         1000 * cpu / len(dataset.files))
+                        self.results.add(f"{prefix}-cpu-{send.key}", kind.name,
+                                         1000 * cpu / count)
                     self.launcher.stop(server)
             if group == "cstore":
                 for name, value in peak.items():
                     self.results.add("rss-peak-ingest", name, value)
             self.log(f"  {group} run {run + 1}: " + self._last(
-                [f"{prefix}-{key}" for key, _, _ in sends]))
+                [f"{prefix}-{send.key}" for send in sends]))
 
     # -- retrieve: archive, preview, C-MOVE --------------------------------------------
 

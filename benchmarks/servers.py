@@ -18,8 +18,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["ISENGARD", "ORTHANC", "SERVERS", "Launcher", "RunningServer", "ServerKind",
            "dcmtk_env", "free_port"]
@@ -50,18 +52,22 @@ class ServerKind:
     aet: str
     supports_cfind: bool
 
-    def command(self, folder: Path, http_port: int, dicom_port: int) -> list[str]:
+    def command(self, folder: Path, http_port: int, dicom_port: int,
+                isengard_dicom: Mapping[str, Any] | None = None) -> list[str]:
+        """``isengard_dicom``: keys added to Isengard's ``dicom:`` section (an option
+        Orthanc has no equivalent of)."""
         if self.name == "Isengard":
-            return self._isengard(folder, http_port, dicom_port)
+            return self._isengard(folder, http_port, dicom_port, isengard_dicom or {})
         return self._orthanc(folder, http_port, dicom_port)
 
-    def _isengard(self, folder: Path, http_port: int, dicom_port: int) -> list[str]:
+    def _isengard(self, folder: Path, http_port: int, dicom_port: int,
+                  dicom: Mapping[str, Any]) -> list[str]:
         config = folder / "isengard.yaml"
         # YAML is a superset of JSON: no YAML writer needed.
         config.write_text(json.dumps({
             "data_dir": str(folder / "data"),
             "http": {"host": "127.0.0.1", "port": http_port},
-            "dicom": {"aet": self.aet, "host": "127.0.0.1", "port": dicom_port},
+            "dicom": {"aet": self.aet, "host": "127.0.0.1", "port": dicom_port, **dicom},
             "storage": {"compression": False, "sync": True},
             "modalities": {"bench": [CLIENT_AET, "127.0.0.1", 11112]},
         }, indent=2))
@@ -177,8 +183,8 @@ class Launcher:
         self._running: list[RunningServer] = []
         self._count = 0
 
-    def start(self, kind: ServerKind, *, nodelay: bool = True,
-              timeout: float = 60.0) -> RunningServer:
+    def start(self, kind: ServerKind, *, nodelay: bool = True, timeout: float = 60.0,
+              isengard_dicom: Mapping[str, Any] | None = None) -> RunningServer:
         """Start ``kind`` in a new folder; returns once HTTP answers and the DICOM port
         accepts connections. ``startup_s`` is the time from spawn to the first HTTP
         answer."""
@@ -186,7 +192,7 @@ class Launcher:
         folder = self.workdir / f"{self._count:03d}-{kind.name.lower()}"
         folder.mkdir()
         http_port, dicom_port = free_port(), free_port()
-        command = kind.command(folder, http_port, dicom_port)
+        command = kind.command(folder, http_port, dicom_port, isengard_dicom)
         log_path = folder / "server.log"
         with open(log_path, "wb") as log:
             start = time.perf_counter()
