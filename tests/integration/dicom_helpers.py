@@ -8,14 +8,19 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydicom.dataset import FileMetaDataset
 from pydicom.filereader import _read_file_meta_info, read_preamble
 
+from isengard.store_association import StoreAssociation
+
 T = TypeVar("T")
+
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
 # DCMTK tools: Nagle off (REFERENCE.md), and never wait forever on a broken peer.
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
@@ -102,3 +107,21 @@ def request_command(field: int, sop_class: str, message_id: int, *,
     elements.append(struct.pack("<HHIH", 0, 0x0800, 2, 0x0001 if data_set else 0x0101))
     body = b"".join(elements)
     return struct.pack("<HHII", 0, 0, 4, len(body)) + body
+
+
+def associate(server: Any, aet: str = "RAWSCU",
+              contexts: Sequence[tuple[str, Sequence[str]]] = ((CT_IMAGE, (EXPLICIT_LE,)),)
+              ) -> StoreAssociation:
+    """An association to ``server`` with Isengard's storage SCU (a plain socket, one
+    operation at a time)."""
+    return StoreAssociation.request("127.0.0.1", server.dicom_port, calling_aet=aet,
+                                    called_aet=server.aet, contexts=contexts, timeout=30,
+                                    label="isengard")
+
+
+def store_ct(assoc: StoreAssociation, data_set: bytes, sop_instance: str,
+             message_id: int) -> int:
+    """C-STORE a CT data set (explicit VR little endian) on ``assoc``: its status."""
+    assoc.send_request(assoc.accepted[CT_IMAGE][EXPLICIT_LE], CT_IMAGE, sop_instance,
+                       data_set, message_id=message_id)
+    return assoc.read_response(sop_instance, message_id=message_id).status

@@ -26,13 +26,20 @@ from isengard.store_association import (
     send_buffers,
 )
 from tests.conftest import dataset_bytes
-from tests.integration.dicom_helpers import p_data_pdu, pdv, request_command, wait_for
+from tests.integration.dicom_helpers import (
+    CT_IMAGE,
+    EXPLICIT_LE,
+    associate,
+    p_data_pdu,
+    pdv,
+    request_command,
+    store_ct,
+    wait_for,
+)
 
-CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
 VERIFICATION = "1.2.840.10008.1.1"
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_LE = "1.2.840.10008.1.2"
 JPEG_2000 = "1.2.840.10008.1.2.4.91"
 RELEASE_RQ = b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00"
@@ -107,18 +114,14 @@ def _associate(server, *, find: bool = False) -> StoreAssociation:
     contexts = [(CT_IMAGE, [EXPLICIT_LE]), (VERIFICATION, [EXPLICIT_LE])]
     if find:  # then pynetdicom runs the association
         contexts.append((STUDY_ROOT_FIND, [EXPLICIT_LE]))
-    return StoreAssociation.request("127.0.0.1", server.dicom_port, calling_aet="RAWSCU",
-                                    called_aet=server.aet, contexts=contexts, timeout=30,
-                                    label="isengard")
+    return associate(server, contexts=contexts)
 
 
 def _store_one(assoc: StoreAssociation, dicom_factory, message_id: int) -> int:
     """C-STORE a new instance on the CT context: its status."""
     ds = dicom_factory.dataset()
-    uid = str(ds.SOPInstanceUID)
-    assoc.send_request(assoc.accepted[CT_IMAGE][EXPLICIT_LE], CT_IMAGE, uid,
-                       dataset_bytes(dicom_factory.encode(ds)), message_id=message_id)
-    return assoc.read_response(uid, message_id=message_id).status
+    return store_ct(assoc, dataset_bytes(dicom_factory.encode(ds)), str(ds.SOPInstanceUID),
+                    message_id)
 
 
 def _established(server) -> tuple[int, int]:

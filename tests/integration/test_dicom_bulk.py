@@ -9,13 +9,16 @@ from concurrent.futures import ThreadPoolExecutor
 import pydicom
 import pytest
 
-from isengard.store_association import StoreAssociation
 from isengard_sdk.testing import dcmtk_tool
 from tests.conftest import dataset_bytes
-from tests.integration.dicom_helpers import DCMTK_ENV, DCMTK_TIMEOUT, run_dcmtk, wait_for
-
-CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
+from tests.integration.dicom_helpers import (
+    DCMTK_ENV,
+    DCMTK_TIMEOUT,
+    associate,
+    run_dcmtk,
+    store_ct,
+    wait_for,
+)
 
 
 def _released_summaries(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -50,17 +53,10 @@ def test_storescu_folder_on_one_association(isengard_server, dicom_factory, tmp_
 
 
 def _store_on_one_association(server, aet: str, files: list[bytes]) -> list[int]:
-    assoc = StoreAssociation.request("127.0.0.1", server.dicom_port, calling_aet=aet,
-                                     called_aet=server.aet,
-                                     contexts=[(CT_IMAGE, [EXPLICIT_LE])], timeout=30,
-                                     label="isengard")
-    statuses = []
-    for message_id, data in enumerate(files, 1):
-        ds = pydicom.dcmread(io.BytesIO(data))
-        uid = str(ds.SOPInstanceUID)
-        assoc.send_request(assoc.accepted[CT_IMAGE][EXPLICIT_LE], CT_IMAGE, uid,
-                           dataset_bytes(data), message_id=message_id)
-        statuses.append(assoc.read_response(uid, message_id=message_id).status)
+    assoc = associate(server, aet)
+    statuses = [store_ct(assoc, dataset_bytes(data),
+                         str(pydicom.dcmread(io.BytesIO(data)).SOPInstanceUID), message_id)
+                for message_id, data in enumerate(files, 1)]
     assoc.release()
     return statuses
 

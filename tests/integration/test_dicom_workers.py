@@ -11,27 +11,24 @@ from typing import Any
 import pytest
 
 from isengard.errors import ConfigError
-from isengard.store_association import PeerError, StoreAssociation
+from isengard.store_association import PeerError
 from isengard_sdk import hookimpl
 from tests.conftest import dataset_bytes
-from tests.integration.dicom_helpers import assert_index_matches_storage, wait_for
+from tests.integration.dicom_helpers import (
+    assert_index_matches_storage,
+    associate,
+    store_ct,
+    wait_for,
+)
 
 WORKERS = {"dicom": {"storage_workers": 1}}
-CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-
-
-def _associate(server: Any, aet: str) -> StoreAssociation:
-    return StoreAssociation.request("127.0.0.1", server.dicom_port, calling_aet=aet,
-                                    called_aet=server.aet, contexts=[(CT_IMAGE, [EXPLICIT_LE])],
-                                    timeout=30, label="isengard")
 
 
 class _Sender:
     """One association sending new instances of one patient."""
 
     def __init__(self, server: Any, aet: str, dicom_factory: Any):
-        self.assoc = _associate(server, aet)
+        self.assoc = associate(server, aet)
         self.aet = aet
         self.factory = dicom_factory
         self.message_id = 0
@@ -42,10 +39,8 @@ class _Sender:
             self.message_id += 1
             ds = self.factory.dataset(PatientID=self.aet)
             uid = str(ds.SOPInstanceUID)
-            self.assoc.send_request(self.assoc.accepted[CT_IMAGE][EXPLICIT_LE], CT_IMAGE, uid,
-                                    dataset_bytes(self.factory.encode(ds)),
-                                    message_id=self.message_id)
-            assert self.assoc.read_response(uid, message_id=self.message_id).status == 0
+            assert store_ct(self.assoc, dataset_bytes(self.factory.encode(ds)), uid,
+                            self.message_id) == 0
             self.uids.append(uid)
 
 
@@ -128,11 +123,11 @@ def test_associations_in_a_worker_count_toward_the_maximum(isengard_factory, dic
     s = isengard_factory({"dicom": {"storage_workers": 1, "maximum_associations": 2}})
     senders = _share(s, dicom_factory)
     with pytest.raises(PeerError, match="rejected"):
-        _associate(s, "THIRD")
+        associate(s, "THIRD")
     for sender in senders:
         sender.assoc.release()
     wait_for(lambda: _workers(s).active == 0 or None, "the worker to report the end")
-    _associate(s, "THIRD").release()
+    associate(s, "THIRD").release()
 
 
 def test_a_worker_that_dies_is_replaced(isengard_factory, dicom_factory, caplog):
