@@ -305,7 +305,7 @@ def worker_main(control_fd: int) -> int:
     from .dimse import DicomServer
     from .index import SQLiteIndex
     from .ingest import Ingest
-    from .modalities import ModalityRegistry, caller_lookup, modalities_from_config
+    from .modalities import ModalityRegistry, modalities_from_config
     from .plugins import PluginHost
     from .storage import FilesystemStorageArea
 
@@ -330,7 +330,8 @@ def worker_main(control_fd: int) -> int:
                     overwrite=settings.overwrite_instances)
     modalities = ModalityRegistry(modalities_from_config(settings.modalities), index)
     dicom = DicomServer(settings.dicom, lambda: ingest,
-                        caller_rights=caller_lookup(modalities, settings.dicom))
+                        caller_rights=lambda aet, address: modalities.calling(
+                            aet, address, check_host=settings.dicom.check_modality_host))
     tell({"ready": os.getpid()})
     grace = 10.0
     try:

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from .errors import BadRequest, ConfigError, UnknownResource
 from .index import SQLiteIndex
 
-__all__ = ["Modality", "ModalityRegistry", "caller_lookup", "modalities_from_config",
-           "parse_modality"]
+__all__ = ["Modality", "ModalityRegistry", "modalities_from_config", "parse_modality"]
 
 
 @dataclass(frozen=True)
@@ -147,6 +146,11 @@ class ModalityRegistry:
                 return modality
         return None
 
+    def calling(self, aet: str, address: str, *, check_host: bool) -> Modality | None:
+        """The declared modality an association comes from: by its calling AE title,
+        and by its address too when ``check_host`` (dicom.check_modality_host)."""
+        return self.by_aet(aet, address if check_host else None)
+
     def put(self, name: str, body: Any) -> Modality:
         modality = parse_modality(name, body, "body")
         with self._index.transaction() as conn:
@@ -163,12 +167,3 @@ class ModalityRegistry:
                 raise BadRequest(f"modality {name!r} is declared in the configuration file; "
                                  "remove it there")
             raise UnknownResource(f"unknown modality {name!r}")
-
-
-def caller_lookup(registry: ModalityRegistry,
-                  settings: Any) -> Callable[[str, str], Modality | None]:
-    """(calling AE title, address) → the declared modality calling, or None; by host
-    too when ``settings.check_modality_host`` (DicomSettings) says so."""
-    def lookup(aet: str, address: str) -> Modality | None:
-        return registry.by_aet(aet, address if settings.check_modality_host else None)
-    return lookup

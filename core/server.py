@@ -23,7 +23,6 @@ from .dimse_workers import WorkerPool
 from .errors import StartupError
 from .http import build_app
 from .kernel import Kernel
-from .modalities import caller_lookup
 
 __all__ = ["Server"]
 
@@ -45,7 +44,8 @@ class Server:
         self._started = False
 
     def _caller(self, aet: str, address: str) -> Any:
-        return caller_lookup(self.kernel.modalities, self.settings.dicom)(aet, address)
+        return self.kernel.modalities.calling(
+            aet, address, check_host=self.settings.dicom.check_modality_host)
 
     def _storage_workers(self) -> WorkerPool | None:
         count = self.settings.dicom.storage_workers
