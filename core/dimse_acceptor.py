@@ -329,15 +329,13 @@ class StorageAssociation:
         return association
 
     def run_resumed(self, state: Any) -> None:
-        """Serve an association :meth:`resumed` here, in the calling thread."""
+        """Serve an association :meth:`resumed` here, in the calling thread (it does not
+        move again: only the server's process has workers)."""
         try:
             self.sock.settimeout(self._settings.timeout)
             self.serve_established(state)
         finally:
-            if self.moved:
-                self.sock.close()
-            else:
-                _close(self.sock)
+            _close(self.sock)
 
     def abort(self) -> None:
         """A-ABORT the association from another thread (the server stops), or close a
