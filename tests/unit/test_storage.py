@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import uuid
 
 import pytest
@@ -81,3 +82,20 @@ def test_consecutive_files_share_a_folder_and_names_stay_uuid4(tmp_path):
     # a new folder is drawn after each batch (the same one again: 1 chance in 65,536)
     assert len(set(folders)) >= 2
     assert sum(1 for _ in tmp_path.glob("*/*")) == len(set(folders))
+
+
+def test_each_thread_writes_its_own_batch_of_files_in_its_own_folder(tmp_path, monkeypatch):
+    # Creating and renaming a file lock its folder: threads storing at once must not
+    # share one. uuid4 made deterministic, each draw with a new first four digits.
+    draws = iter(uuid.UUID(int=(n << 112) | (0x4000 << 64) | (0x8000 << 48))
+                 for n in range(1, 1000))
+    monkeypatch.setattr("isengard.storage.uuid.uuid4", lambda: next(draws))
+    area = FilesystemStorageArea(tmp_path, sync=False)
+    first = area.write(b"a").uuid
+    in_other_thread: list[str] = []
+    worker = threading.Thread(target=lambda: in_other_thread.append(area.write(b"b").uuid))
+    worker.start()
+    worker.join()
+    second = area.write(b"c").uuid
+    assert first[:4] == second[:4]  # the same thread: still its batch's folder
+    assert in_other_thread[0][:4] != first[:4]
