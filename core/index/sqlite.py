@@ -39,6 +39,24 @@ __all__ = ["SPARE_READERS", "SQLiteIndex"]
 SPARE_READERS = 4  # reader connections kept for new threads
 
 
+_NEW_CHANGE = {
+    ResourceLevel.PATIENT: ChangeType.NEW_PATIENT,
+    ResourceLevel.STUDY: ChangeType.NEW_STUDY,
+    ResourceLevel.SERIES: ChangeType.NEW_SERIES,
+}
+
+
+def _insert_rows(conn: sqlite3.Connection, head: str, rows: Sequence[Sequence[Any]],
+                 tail: str = "") -> None:
+    """``head VALUES (…), (…), … tail`` for every row at once: one statement, one step
+    (``executemany`` steps, and releases the GIL, once per row)."""
+    if not rows:
+        return
+    values = f"({', '.join('?' * len(rows[0]))})"
+    conn.execute(f"{head} VALUES {', '.join([values] * len(rows))}{tail}",
+                 [value for row in rows for value in row])
+
+
 class _Lease:
     """A thread's reader connection; given back when the thread's locals go."""
 
@@ -201,37 +219,48 @@ class SQLiteIndex:
     # -- writes ------------------------------------------------------------------------
 
     def store_instance(self, record: NewInstanceRecord, *, overwrite: bool) -> StoreOutcome:
-        """Insert one instance (creating missing parents) in one transaction."""
+        """Insert one instance (creating missing parents) in one transaction.
+
+        Few statements, on purpose: the ``sqlite3`` module releases the GIL around every
+        step of a statement, and with several associations storing at once each release
+        hands the GIL to another thread, which the releasing one then waits to get back.
+        The instance and its parents are looked up in one query, the parents' rows and
+        deadlines are only written when they change (a burst within one second leaves
+        them alone), and several rows go in one ``INSERT``.
+        """
         now = now_iso()
         # A whole second, rounded up: the instances of a burst share their series' (and
         # study's, patient's) deadline, so its row and index entry are rewritten once a
         # second rather than for every instance (the monitor polls each second anyway).
         deadline = float(math.ceil(time.time() + self.stable_age))
         replaced: tuple[str, ...] = ()
+        ids = record.ids
         with self._transaction() as conn:
-            existing = conn.execute(
-                "SELECT internal_id FROM resources WHERE public_id = ? AND level = 3",
-                (record.ids[3],),
-            ).fetchone()
+            # public_id is unique across levels: one lookup for the instance and its
+            # parents, with what decides whether their rows need writing.
+            found = {public_id: (internal_id, last_update, is_stable, old_deadline)
+                     for public_id, internal_id, last_update, is_stable, old_deadline
+                     in conn.execute(self._LINEAGE_SQL, ids)}
+            existing = found.get(ids[3])
             if existing is not None:
                 if not overwrite:
-                    return StoreOutcome("AlreadyStored", record.ids)
+                    return StoreOutcome("AlreadyStored", ids)
                 replaced = tuple(uuid for (uuid,) in conn.execute(
                     "SELECT uuid FROM attached_files WHERE internal_id = ?", (existing[0],)))
                 conn.execute("DELETE FROM resources WHERE internal_id = ?", (existing[0],))
             parent: int | None = None
             created: list[ResourceLevel] = []
+            touched: list[int] = []
+            unstable: list[tuple[int, int, str, float]] = []
             for level in (ResourceLevel.PATIENT, ResourceLevel.STUDY, ResourceLevel.SERIES):
-                public_id = record.ids[level]
-                found = conn.execute(
-                    "SELECT internal_id FROM resources WHERE public_id = ? AND level = ?",
-                    (public_id, int(level)),
-                ).fetchone()
-                if found is not None:
-                    parent = found[0]
-                    conn.execute(
-                        "UPDATE resources SET last_update = ?, is_stable = 0 "
-                        "WHERE internal_id = ?", (now, parent))
+                public_id = ids[level]
+                row = found.get(public_id)
+                if row is not None:
+                    parent, last_update, is_stable, old_deadline = row
+                    if last_update != now or is_stable:
+                        touched.append(parent)
+                    if old_deadline is not None and old_deadline >= deadline:
+                        continue
                 else:
                     # Orthanc copies the patient's main tags into each new study (they
                     # are the study's PatientMainDicomTags and what study-level and
@@ -241,19 +270,22 @@ class SQLiteIndex:
                     parent = self._insert_resource(conn, level, public_id, parent,
                                                    record.main_tags[level], now, copied)
                     created.append(level)
-                conn.execute(
-                    "INSERT INTO unstable_resources(internal_id, level, public_id, deadline) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT(internal_id) DO UPDATE SET "
-                    "deadline = excluded.deadline "
-                    "WHERE unstable_resources.deadline < excluded.deadline",
-                    (parent, int(level), public_id, deadline),
-                )
+                assert parent is not None  # noqa: S101 - found or inserted just above
+                unstable.append((parent, int(level), public_id, deadline))
+            if touched:
+                conn.execute("UPDATE resources SET last_update = ?, is_stable = 0 WHERE "
+                             f"internal_id IN ({', '.join('?' * len(touched))})",
+                             (now, *touched))
+            _insert_rows(conn, "INSERT INTO unstable_resources(internal_id, level, "
+                         "public_id, deadline)", unstable,
+                         " ON CONFLICT(internal_id) DO UPDATE SET deadline = "
+                         "excluded.deadline WHERE unstable_resources.deadline < "
+                         "excluded.deadline")
             if ResourceLevel.SERIES in created:
-                conn.executemany(
-                    "INSERT INTO metadata(internal_id, name, value) VALUES (?, ?, ?)",
-                    [(parent, k, v) for k, v in record.series_metadata.items()])
+                _insert_rows(conn, "INSERT INTO metadata(internal_id, name, value)",
+                             [(parent, k, v) for k, v in record.series_metadata.items()])
             instance_id = self._insert_resource(
-                conn, ResourceLevel.INSTANCE, record.ids[3], parent,
+                conn, ResourceLevel.INSTANCE, ids[3], parent,
                 record.main_tags[ResourceLevel.INSTANCE], now)
             f = record.file
             conn.execute(
@@ -261,26 +293,26 @@ class SQLiteIndex:
                 (instance_id, DICOM_ATTACHMENT, f.uuid, f.compressed_size,
                  f.uncompressed_size, f.compression, f.uncompressed_md5, f.compressed_md5),
             )
-            conn.executemany(
-                "INSERT INTO metadata(internal_id, name, value) VALUES (?, ?, ?)",
-                [(instance_id, k, v) for k, v in record.metadata.items()],
-            )
+            _insert_rows(conn, "INSERT INTO metadata(internal_id, name, value)",
+                         [(instance_id, k, v) for k, v in record.metadata.items()])
             if record.header is not None:
                 conn.execute(
                     "INSERT INTO instance_headers VALUES (?, ?, ?)",
                     (instance_id, record.header, int(record.has_pixel_data)),
                 )
-            self._log_change(conn, ChangeType.NEW_INSTANCE, ResourceLevel.INSTANCE,
-                             record.ids[3], now)
-            for level in reversed(created):
-                change = {
-                    ResourceLevel.PATIENT: ChangeType.NEW_PATIENT,
-                    ResourceLevel.STUDY: ChangeType.NEW_STUDY,
-                    ResourceLevel.SERIES: ChangeType.NEW_SERIES,
-                }[level]
-                self._log_change(conn, change, level, record.ids[level], now)
+            changes = [(ChangeType.NEW_INSTANCE.value, int(ResourceLevel.INSTANCE), ids[3],
+                        now)]
+            changes += [(_NEW_CHANGE[level].value, int(level), ids[level], now)
+                        for level in reversed(created)]
+            _insert_rows(conn, "INSERT INTO changes(change_type, level, public_id, date)",
+                         changes)
         self.notify_changes()
-        return StoreOutcome("Success", record.ids, replaced)
+        return StoreOutcome("Success", ids, replaced)
+
+    _LINEAGE_SQL = (
+        "SELECT r.public_id, r.internal_id, r.last_update, r.is_stable, u.deadline "
+        "FROM resources AS r LEFT JOIN unstable_resources AS u "
+        "ON u.internal_id = r.internal_id WHERE r.public_id IN (?, ?, ?, ?)")
 
     def _insert_resource(self, conn: sqlite3.Connection, level: ResourceLevel,
                          public_id: str, parent: int | None, tags: dict[str, str],
@@ -292,12 +324,10 @@ class SQLiteIndex:
         )
         internal_id = cur.lastrowid
         assert internal_id is not None  # noqa: S101 - sqlite always sets it after INSERT
-        conn.executemany(
-            "INSERT INTO dicom_identifiers(internal_id, tag, value, value_norm) "
-            "VALUES (?, ?, ?, ?)",
-            [(internal_id, k, v, v.upper()) for k, v in {**(copied_tags or {}),
-                                                           **tags}.items()],
-        )
+        _insert_rows(conn, "INSERT INTO dicom_identifiers(internal_id, tag, value, "
+                     "value_norm)",
+                     [(internal_id, k, v, v.upper())
+                      for k, v in {**(copied_tags or {}), **tags}.items()])
         return internal_id
 
     def _log_change(self, conn: sqlite3.Connection, change: ChangeType,
