@@ -85,7 +85,8 @@ def storescu(server: RunningServer, dataset: DicomSet, associations: int,
             log.close()
             if code != 0 or re.search(r"^[EF]: ", text, re.M):
                 raise ClientError(f"storescu to {server.kind.name} failed (exit {code}):\n"
-                                  + text[-2000:])
+                                  + text[-2000:] + "\nthe server's log ends with:\n"
+                                  + server.log_tail())
     return elapsed
 
 
