@@ -27,7 +27,7 @@ import logging
 import socket
 import struct
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
 
@@ -74,6 +74,7 @@ _PLAIN_ITEMS = (MaximumLengthNotification, ImplementationClassUIDNotification,
 # this size, as pynetdicom did: a length read from garbage must not allocate gigabytes.
 # With dicom.maximum_pdu_length 0 (no limit announced) any length goes.
 _PDU_LIMIT = 1 << 26
+_CACHED_REQUESTS = 64  # distinct association requests remembered (a site's modalities)
 _RELEASE_RP = b"\x06\x00\x00\x00\x00\x04\x00\x00\x00\x00"  # PS3.8 9.3.7
 
 # Command fields (PS3.7 E.1)
@@ -88,6 +89,18 @@ _STATUS_UNRECOGNIZED_OPERATION = 0x0211
 
 
 @dataclass(frozen=True)
+class _Request:
+    """What an A-ASSOCIATE-RQ decides, whoever sends it and whenever."""
+
+    calling_aet: str
+    called_aet: str
+    ours: bool  # served by StorageAssociation (else handed over to pynetdicom)
+    contexts: dict[int, tuple[str, str]]  # accepted: ID → (abstract, transfer syntax)
+    peer_max_pdu: int
+    answer: bytes  # the A-ASSOCIATE-AC, when ours
+
+
+@dataclass(frozen=True)
 class AcceptorSettings:
     """What every association we accept shares (built once, when the server starts)."""
 
@@ -95,6 +108,9 @@ class AcceptorSettings:
     timeout: float | None  # seconds without a PDU before we abort (dicom.timeout)
     supported: list[PresentationContext]  # the server's supported contexts
     fast_syntaxes: frozenset[str]  # storage and Verification SOP classes
+    # What each distinct A-ASSOCIATE-RQ decided (see StorageAssociation._request).
+    requests: dict[bytes, _Request] = field(default_factory=dict, compare=False,
+                                            repr=False)
 
     @cached_property
     def supported_syntaxes(self) -> frozenset[str]:
@@ -213,49 +229,75 @@ class StorageAssociation:
                 log.debug("connection from %s closed before an association request: %s",
                           self.address[0], exc or type(exc).__name__)
                 return
-            primitive = self._decode_request(pdu_type, pdu)
-            if primitive is not None:
-                self.requestor = Requestor(
-                    str(primitive.calling_ae_title).strip(),
-                    str(primitive.called_ae_title).strip(),
-                    str(self.address[0]), int(self.address[1]))
+            request = self._request(pdu_type, bytes(pdu))
+            if request is not None:
+                self.requestor = Requestor(request.calling_aet, request.called_aet,
+                                           str(self.address[0]), int(self.address[1]))
                 rejection = self._host.admit(self.requestor)
                 if rejection is not None:
                     self._reject(*rejection)
                     return
-            if primitive is None or not is_ours(primitive, self._settings.fast_syntaxes,
-                                                self._settings.supported_syntaxes):
+            if request is None or not request.ours:
                 sock.settimeout(None)  # pynetdicom's sockets block
                 handed_over = True
                 self._host.hand_over(sock, self.address, bytes(pdu))
                 return
-            self._associate(primitive, self.requestor)  # type: ignore[arg-type]
+            self._associate(request, self.requestor)  # type: ignore[arg-type]
         finally:
             if self.moved:
                 sock.close()  # the connection goes on: another process holds it
             elif not handed_over:
                 _close(sock)
 
-    def _decode_request(self, pdu_type: int, pdu: bytearray) -> A_ASSOCIATE | None:
+    def _request(self, pdu_type: int, pdu: bytes) -> _Request | None:
+        """What the association request ``pdu`` decides; ``None`` if it is none.
+
+        A modality sends the same A-ASSOCIATE-RQ every time (its titles, its contexts,
+        its user information): decoding it with pynetdicom's PDU classes, negotiating and
+        encoding the answer took a quarter of the set-up's CPU, so each distinct request
+        is decided once. The decision depends on nothing but the bytes and the server's
+        settings — who may associate (admit) is checked at every association.
+        """
         if pdu_type != 0x01:
             return None  # pynetdicom answers whatever else a peer opens with
-        try:
-            rq = A_ASSOCIATE_RQ()
-            rq.decode(bytes(pdu))
-            return rq.to_primitive()
-        except Exception:  # pynetdicom's decoder on bad bytes: it answers them
-            return None
+        debugging = _PYNETDICOM_LOG.isEnabledFor(logging.DEBUG)
+        cache = self._settings.requests
+        request = None if debugging else cache.get(pdu)
+        if request is None:
+            try:
+                rq = A_ASSOCIATE_RQ()
+                rq.decode(pdu)
+                primitive = rq.to_primitive()
+            except Exception:  # pynetdicom's decoder on bad bytes: it answers them
+                return None
+            request = self._decide(primitive)
+            if not debugging:  # is_ours said no because of the logging: not cached
+                if len(cache) >= _CACHED_REQUESTS:
+                    cache.clear()
+                cache[pdu] = request
+        return request
 
-    def _associate(self, primitive: A_ASSOCIATE, requestor: Requestor) -> None:
+    def _decide(self, primitive: A_ASSOCIATE) -> _Request:
+        calling = str(primitive.calling_ae_title).strip()
+        called = str(primitive.called_ae_title).strip()
+        if not is_ours(primitive, self._settings.fast_syntaxes,
+                       self._settings.supported_syntaxes):
+            return _Request(calling, called, False, {}, 0, b"")
         results = negotiate_as_acceptor(primitive.presentation_context_definition_list,
                                         self._settings.supported, None)[0]
         accepted = [cx for cx in results if cx.result == 0x00]
-        self._contexts = {int(cx.context_id): (str(cx.abstract_syntax),  # type: ignore[arg-type]
-                                               str(cx.transfer_syntax[0]))
-                          for cx in accepted}
-        self._peer_max_pdu = int(primitive.maximum_length_received or 0)
+        contexts = {int(cx.context_id): (str(cx.abstract_syntax),  # type: ignore[arg-type]
+                                         str(cx.transfer_syntax[0]))
+                    for cx in accepted}
         answer = self._accept_pdu(primitive, accepted + [cx for cx in results
                                                          if cx.result != 0x00])
+        return _Request(calling, called, True, contexts,
+                        int(primitive.maximum_length_received or 0), answer)
+
+    def _associate(self, request: _Request, requestor: Requestor) -> None:
+        self._contexts = dict(request.contexts)
+        self._peer_max_pdu = request.peer_max_pdu
+        answer = request.answer
         try:
             self._send([answer])
         except OSError as exc:

@@ -102,12 +102,25 @@ def test_the_answer_is_pynetdicoms_byte_for_byte(isengard_server, caplog, reques
     assert pdu_type == 0x02
     wait_for(lambda: _established(s) == (1, 0), "our acceptor to serve the association")
     _release(sock)
+    # The same request again: decided once (decoded, negotiated, answer encoded), the
+    # decision reused — the same answer.
+    decided = s.server.dicom._acceptor.requests
+    assert list(decided) == [request]
+    sock, _, again = _connect(s.dicom_port, request)
+    _release(sock)
+    assert again == ours and list(decided) == [request]
     # With pynetdicom's DEBUG logging on, every association goes its way.
     caplog.set_level(logging.DEBUG, logger="pynetdicom")
     sock, pdu_type, theirs = _connect(s.dicom_port, request)
     _release(sock)
     assert "Accept Parameters" in caplog.text  # pynetdicom's dump: it did answer
     assert ours == theirs
+    # and with it off again, ours again (the handing over was not remembered)
+    caplog.set_level(logging.INFO, logger="pynetdicom")
+    sock, _, again = _connect(s.dicom_port, request)
+    wait_for(lambda: _established(s) == (1, 0), "our acceptor to serve the association")
+    _release(sock)
+    assert again == ours
 
 
 def _associate(server, *, find: bool = False) -> StoreAssociation:
