@@ -339,11 +339,15 @@ class DicomServer:
         else:
             with self._lock:
                 ours = sum(1 for a in self._own if a.established)
-            theirs = sum(1 for a in self.ae.active_associations if a.is_acceptor)
             if self.workers is not None:
                 ours += self.workers.active
-            if ours + theirs + 1 > self.settings.maximum_associations:
-                reason = (2, 3, 2)
+            limit = self.settings.maximum_associations
+            # pynetdicom's associations are threads: counting them enumerates every
+            # thread, which the count of threads alone makes needless below the limit.
+            if ours + threading.active_count() + 1 > limit:
+                theirs = sum(1 for a in self.ae.active_associations if a.is_acceptor)
+                if ours + theirs + 1 > limit:
+                    reason = (2, 3, 2)
         if reason is not None:
             self._log_rejection(requestor.calling_aet, requestor.ip, requestor.called_aet,
                                 (reason[1], reason[2]))
