@@ -214,8 +214,8 @@ class Launcher:
         Deleting it at once would slow down the next server: on ext4 without a journal
         (this benchmark's usual machine) creating a file skips every inode of its block
         group freed less than 60 s ago (up to 6 min), reading each one's inode table
-        block — after a deleted CT series, 20-27 % of a server's CPU was in that scan
-        (``perf``: ``recently_deleted``), and more for whichever server started next.
+        block: right after a folder was deleted, 16-25 % of the next server's CPU went
+        into that scan (``perf``: ``recently_deleted``, ``find_get_block_common``).
         """
         if server not in self._running:
             return
