@@ -229,7 +229,8 @@ class StorageAssociation:
                 log.debug("connection from %s closed before an association request: %s",
                           self.address[0], exc or type(exc).__name__)
                 return
-            request = self._request(pdu_type, bytes(pdu))
+            raw = bytes(pdu)
+            request = self._request(pdu_type, raw)
             if request is not None:
                 self.requestor = Requestor(request.calling_aet, request.called_aet,
                                            str(self.address[0]), int(self.address[1]))
@@ -240,7 +241,7 @@ class StorageAssociation:
             if request is None or not request.ours:
                 sock.settimeout(None)  # pynetdicom's sockets block
                 handed_over = True
-                self._host.hand_over(sock, self.address, bytes(pdu))
+                self._host.hand_over(sock, self.address, raw)
                 return
             self._associate(request, self.requestor)  # type: ignore[arg-type]
         finally:
