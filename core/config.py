@@ -59,7 +59,8 @@ class DicomSettings:
     # Processes beside the server's own that take over storage associations while
     # several run at once (started on demand, stopped when idle): Python threads of
     # one process take turns (the GIL). Off by default: on a 2-core machine shared with
-    # the senders they bought ~10 % (docs/performance.md, eighth round).
+    # the senders they bought 8-19 % (docs/performance.md, eighth and ninth rounds) for
+    # ~60 MB per running worker.
     storage_workers: int = 0
 
 
