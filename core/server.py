@@ -22,6 +22,7 @@ from .dimse_qr import QueryRetrieveHandlers
 from .dimse_workers import WorkerPool
 from .errors import StartupError
 from .http import build_app
+from .http.blocking import BlockingCalls
 from .kernel import Kernel
 
 __all__ = ["Server"]
@@ -40,6 +41,7 @@ class Server:
                                  self._storage_workers())
         self._http_socket: socket.socket | None = None
         self._uvicorn: uvicorn.Server | None = None
+        self._blocking_calls: BlockingCalls | None = None
         self._http_thread: threading.Thread | None = None
         self._started = False
 
@@ -108,6 +110,7 @@ class Server:
         plugin_routes = [route for _, route in self.kernel.plugins.collect(
             "register_routes")]
         app = build_app(self.kernel, plugin_routes)
+        self._blocking_calls = app.state.blocking_calls
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=10)
         self._uvicorn = uvicorn.Server(config)
@@ -175,6 +178,11 @@ class Server:
         if self._http_socket is not None:
             self._http_socket.close()
             self._http_socket = None
+        if self._blocking_calls is not None:
+            # A request uvicorn gave up waiting for may still be running its blocking
+            # part: it finishes before the index closes.
+            self._blocking_calls.close(10)
+            self._blocking_calls = None
         if self._started:
             self.kernel.plugins.notify("on_shutdown")
             self._started = False

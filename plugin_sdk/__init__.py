@@ -2,13 +2,14 @@
 
 Plugins import only this package: ``hookimpl`` to mark hook implementations, the value
 types they receive, :class:`Context`, :func:`load_settings` for their own config, and
-:class:`OrthancJSON` / :func:`query_flag` for routes that answer as Orthanc's REST API.
+:class:`OrthancJSON` / :func:`query_flag` for routes that answer as Orthanc's REST API,
+:func:`run_blocking` for their blocking work.
 """
 
 from .context import AttachmentInfo, Context, IngestResult, JobHandle, KernelServices, ServerInfo
 from .errors import HttpError
 from .hookspecs import hookimpl
-from .http import OrthancJSON, query_flag
+from .http import OrthancJSON, query_flag, run_blocking
 from .settings import SettingsError, load_settings
 from .types import (
     Change,
@@ -42,4 +43,5 @@ __all__ = [
     "hookimpl",
     "load_settings",
     "query_flag",
+    "run_blocking",
 ]

@@ -33,6 +33,7 @@ from . import (
     system,
     tools,
 )
+from .blocking import BlockingCalls
 from .jobs import JobError
 from .responses import error_response
 from .routing import by_first_segment
@@ -144,4 +145,5 @@ def build_app(kernel: Kernel, plugin_routes: Sequence[BaseRoute] = ()) -> Starle
         },
     )
     app.state.kernel = kernel
+    app.state.blocking_calls = BlockingCalls()
     return app

@@ -14,11 +14,11 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_fragments
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from isengard_sdk.http import run_blocking
 from isengard_sdk.types import ResourceLevel
 
 from ..dicom_file import read_dataset
@@ -130,7 +130,7 @@ async def get_content(request: Request) -> Response:
         return _walk(ds, parts, request.url.path)
 
     # A component that is not a tag raises UnknownDicomTag: a 500, as Orthanc 1.10.
-    return await run_in_threadpool(work)
+    return await run_blocking(request, work)
 
 
 routes = [

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from isengard_sdk.errors import HttpError
+from isengard_sdk.http import run_blocking
 from isengard_sdk.types import ResourceLevel
 
 from ..conformance import conformance_statement
@@ -48,7 +48,7 @@ async def create_dicom(request: Request) -> Response:
         outcome, _ = k.ingest_path.ingest(data, origin)
         return _answer(outcome)
 
-    return OrthancJSON(await run_in_threadpool(work))
+    return OrthancJSON(await run_blocking(request, work))
 
 
 def _parent(k: Kernel, public_id: Any) -> tuple[ResourceLevel, Any]:
@@ -74,7 +74,7 @@ async def get_pdf(request: Request) -> Response:
             raise UnknownResource(f"instance {row.public_id} is not an Encapsulated PDF")
         return pdf
 
-    return Response(await run_in_threadpool(work), media_type="application/pdf")
+    return Response(await run_blocking(request, work), media_type="application/pdf")
 
 
 async def dicom_conformance(request: Request) -> Response:

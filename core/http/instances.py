@@ -10,11 +10,11 @@ import tempfile
 import zipfile
 from typing import Any, BinaryIO
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
+from isengard_sdk.http import run_blocking
 from isengard_sdk.types import ResourceLevel
 
 from ..errors import InstanceRejected, InvalidDicomError, UnknownResource
@@ -51,7 +51,7 @@ async def upload(request: Request) -> Response:
     try:
         if body.read(4) == _ZIP_MAGIC:
             body.seek(0)
-            results = await run_in_threadpool(_ingest_zip, k, body, origin)
+            results = await run_blocking(request, _ingest_zip, k, body, origin)
             return OrthancJSON(results)
         body.seek(0)
         data = body.read()  # a BytesIO read whole from 0 hands back its bytes, no copy
@@ -59,7 +59,7 @@ async def upload(request: Request) -> Response:
         body.close()
     if not data:
         raise InvalidDicomError("received an empty DICOM file")
-    outcome, parsed = await run_in_threadpool(k.ingest_path.ingest, data, origin)
+    outcome, parsed = await run_blocking(request, k.ingest_path.ingest, data, origin)
     log.debug("REST upload from %s: instance %s %s", origin.remote_ip, outcome.ids[3],
              outcome.status)
     return OrthancJSON(_answer(outcome))
@@ -125,8 +125,8 @@ def _instance(request: Request) -> Any:
 
 async def get_file(request: Request) -> Response:
     k = kernel_of(request)
-    row = await run_in_threadpool(_instance, request)
-    att = await run_in_threadpool(k.index.attachment, row.internal_id)
+    row = await run_blocking(request, _instance, request)
+    att = await run_blocking(request, k.index.attachment, row.internal_id)
     if att is None:
         raise UnknownResource(f"instance {row.public_id} has no DICOM file")
     headers = {"Content-Disposition": f'filename="{row.public_id}.dcm"'}
@@ -135,7 +135,7 @@ async def get_file(request: Request) -> Response:
         path = storage.path_of(att.uuid)
         if path.exists():  # sendfile, never loaded in memory
             return FileResponse(path, media_type="application/dicom", headers=headers)
-    data = await run_in_threadpool(k.read_file, row)
+    data = await run_blocking(request, k.read_file, row)
     return Response(data, media_type="application/dicom", headers=headers)
 
 
@@ -154,7 +154,7 @@ async def get_tags(request: Request) -> Response:
     def work() -> dict[str, Any]:
         return k.instance_tags(_instance(request), fmt)
 
-    return OrthancJSON(await run_in_threadpool(work))
+    return OrthancJSON(await run_blocking(request, work))
 
 
 async def get_simplified_tags(request: Request) -> Response:
@@ -163,7 +163,7 @@ async def get_simplified_tags(request: Request) -> Response:
     def work() -> dict[str, Any]:
         return k.instance_tags(_instance(request), "simplify")
 
-    return OrthancJSON(await run_in_threadpool(work))
+    return OrthancJSON(await run_blocking(request, work))
 
 
 async def get_header(request: Request) -> Response:
@@ -178,7 +178,7 @@ async def get_header(request: Request) -> Response:
                 if value is not None and (not isinstance(value, dict) or
                                           value.get("Type") != "Null")}
 
-    return OrthancJSON(await run_in_threadpool(work))
+    return OrthancJSON(await run_blocking(request, work))
 
 
 routes = [

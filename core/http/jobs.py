@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from isengard_sdk.http import run_blocking
 
 from ..errors import BadRequest, UnknownResource
 from .responses import OrthancJSON, query_flag
@@ -18,14 +19,14 @@ def _jobs(request: Request) -> Any:
 
 
 async def list_jobs(request: Request) -> Response:
-    jobs = await run_in_threadpool(_jobs(request).list)
+    jobs = await run_blocking(request, _jobs(request).list)
     if query_flag(request, "expand"):
         return OrthancJSON(jobs)
     return OrthancJSON([j["ID"] for j in jobs])
 
 
 async def get_job(request: Request) -> Response:
-    return OrthancJSON(await run_in_threadpool(_jobs(request).get, request.path_params["id"]))
+    return OrthancJSON(await run_blocking(request, _jobs(request).get, request.path_params["id"]))
 
 
 async def job_action(request: Request) -> Response:
@@ -35,7 +36,7 @@ async def job_action(request: Request) -> Response:
                "resubmit": engine.resubmit}.get(action)
     if handler is None:
         raise UnknownResource(f"unknown URI {request.url.path}")
-    await run_in_threadpool(handler, request.path_params["id"])
+    await run_blocking(request, handler, request.path_params["id"])
     return OrthancJSON({})
 
 

@@ -8,10 +8,11 @@ import uuid
 from typing import Any
 
 from pydicom.dataset import Dataset
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from isengard_sdk.http import run_blocking
 
 from ..errors import BadRequest, UnknownResource
 from ..find import resolve_keyword
@@ -55,38 +56,39 @@ def _local_aet(k: Any, body: Any) -> str:
 
 
 async def list_modalities(request: Request) -> Response:
-    modalities = await run_in_threadpool(kernel_of(request).modalities.all)
+    modalities = await run_blocking(request, kernel_of(request).modalities.all)
     if query_flag(request, "expand"):
         return OrthancJSON({name: m.to_json() for name, m in modalities.items()})
     return OrthancJSON(list(modalities))
 
 
 async def get_modality(request: Request) -> Response:
-    await run_in_threadpool(kernel_of(request).modalities.get, request.path_params["id"])
+    await run_blocking(request, kernel_of(request).modalities.get, request.path_params["id"])
     return OrthancJSON(["configuration", "echo", "move", "query", "store"])
 
 
 async def get_configuration(request: Request) -> Response:
-    modality = await run_in_threadpool(kernel_of(request).modalities.get, request.path_params["id"])
+    modality = await run_blocking(request, kernel_of(request).modalities.get,
+                                  request.path_params["id"])
     return OrthancJSON(modality.to_json())
 
 
 async def put_modality(request: Request) -> Response:
     body = await _body(request)
-    await run_in_threadpool(kernel_of(request).modalities.put, request.path_params["id"], body)
+    await run_blocking(request, kernel_of(request).modalities.put, request.path_params["id"], body)
     return OrthancJSON({})
 
 
 async def delete_modality(request: Request) -> Response:
-    await run_in_threadpool(kernel_of(request).modalities.delete, request.path_params["id"])
+    await run_blocking(request, kernel_of(request).modalities.delete, request.path_params["id"])
     return OrthancJSON({})
 
 
 async def echo_modality(request: Request) -> Response:
     k = kernel_of(request)
     body = await _body(request, {})
-    modality = await run_in_threadpool(k.modalities.get, request.path_params["id"])
-    await run_in_threadpool(echo, modality, _local_aet(k, body), _timeout(k, modality, body))
+    modality = await run_blocking(request, k.modalities.get, request.path_params["id"])
+    await run_blocking(request, echo, modality, _local_aet(k, body), _timeout(k, modality, body))
     return OrthancJSON({})
 
 
@@ -102,15 +104,15 @@ async def store_to_modality(request: Request) -> Response:
             not all(isinstance(r, str) for r in body["Resources"]):
         raise BadRequest("the body must be a resource id, a list of ids, or "
                          "{\"Resources\": [ids…]}")
-    await run_in_threadpool(k.modalities.get, name)
-    await run_in_threadpool(resolve_instances, k, body["Resources"])  # 404 before any job
+    await run_blocking(request, k.modalities.get, name)
+    await run_blocking(request, resolve_instances, k, body["Resources"])  # 404 before any job
     parameters = {"Modality": name, "Resources": body["Resources"],
                   "LocalAet": _local_aet(k, body),
                   "Permissive": bool(body.get("Permissive", False)),
                   "MoveOriginatorAet": body.get("MoveOriginatorAet", ""),
                   "MoveOriginatorID": body.get("MoveOriginatorID", 0),
                   "Timeout": body.get("Timeout", 0)}
-    return OrthancJSON(await run_in_threadpool(submit_or_run, request, STORE_JOB,
+    return OrthancJSON(await run_blocking(request, submit_or_run, request, STORE_JOB,
                                                parameters, body))
 
 
@@ -134,10 +136,10 @@ async def move_from_modality(request: Request) -> Response:
     level = _LEVELS.get(str(body["Level"]).lower())
     if level is None:
         raise BadRequest(f"unknown level {body['Level']!r}")
-    await run_in_threadpool(k.modalities.get, name)
+    await run_blocking(request, k.modalities.get, name)
     resources = [{resolve_keyword(t): str(v) for t, v in r.items()} for r in body["Resources"]]
     parameters = _move_parameters(k, name, level, resources, body)
-    return OrthancJSON(await run_in_threadpool(submit_or_run, request, MOVE_JOB, parameters,
+    return OrthancJSON(await run_blocking(request, submit_or_run, request, MOVE_JOB, parameters,
                                                body))
 
 
@@ -168,7 +170,7 @@ async def query_modality(request: Request) -> Response:
     if not isinstance(raw_query, dict):
         raise BadRequest("'Query' must be an object of tag: value")
     query = {resolve_keyword(t): str(v) for t, v in raw_query.items()}
-    query_id = await run_in_threadpool(_run_query, k, request.path_params["id"], level,
+    query_id = await run_blocking(request, _run_query, k, request.path_params["id"], level,
                                        query, body)
     return OrthancJSON({"ID": query_id, "Path": f"/queries/{query_id}"})
 
@@ -183,19 +185,19 @@ def _query_row(k: Any, query_id: str) -> tuple[str, str, dict[str, str], list[An
 
 
 async def list_queries(request: Request) -> Response:
-    rows = await run_in_threadpool(lambda: kernel_of(request).index.reader().execute(
+    rows = await run_blocking(request, lambda: kernel_of(request).index.reader().execute(
         "SELECT id FROM queries ORDER BY created").fetchall())
     return OrthancJSON([r[0] for r in rows])
 
 
 async def get_query(request: Request) -> Response:
-    await run_in_threadpool(_query_row, kernel_of(request), request.path_params["id"])
+    await run_blocking(request, _query_row, kernel_of(request), request.path_params["id"])
     return OrthancJSON(["answers", "level", "modality", "query", "retrieve"])
 
 
 async def query_part(request: Request) -> Response:
     k = kernel_of(request)
-    modality, level, query, answers = await run_in_threadpool(
+    modality, level, query, answers = await run_blocking(request,
         _query_row, k, request.path_params["id"])
     part = request.path_params["part"]
     if part == "answers":
@@ -215,13 +217,13 @@ async def query_part(request: Request) -> Response:
 
 async def delete_query(request: Request) -> Response:
     k = kernel_of(request)
-    await run_in_threadpool(_query_row, k, request.path_params["id"])
+    await run_blocking(request, _query_row, k, request.path_params["id"])
 
     def work() -> None:
         with k.index.transaction() as conn:
             conn.execute("DELETE FROM queries WHERE id = ?", (request.path_params["id"],))
 
-    await run_in_threadpool(work)
+    await run_blocking(request, work)
     return OrthancJSON({})
 
 
@@ -232,7 +234,7 @@ def _answer(answers: list[Any], index: str) -> Dataset:
 
 
 async def answer_content(request: Request) -> Response:
-    _, _, _, answers = await run_in_threadpool(_query_row, kernel_of(request),
+    _, _, _, answers = await run_blocking(request, _query_row, kernel_of(request),
                                                request.path_params["id"])
     ds = _answer(answers, request.path_params["n"])
     fmt: TagsFormat = "simplify" if query_flag(request, "simplify") else (
@@ -247,7 +249,7 @@ def _identifiers(level: str, ds: Dataset) -> dict[str, str]:
 async def retrieve(request: Request) -> Response:
     """``/queries/{id}/retrieve`` and ``/queries/{id}/answers/{n}/retrieve``: C-MOVE."""
     k = kernel_of(request)
-    modality, level, _, answers = await run_in_threadpool(_query_row, k,
+    modality, level, _, answers = await run_blocking(request, _query_row, k,
                                                           request.path_params["id"])
     body = await _body(request, {})
     if isinstance(body, str):
@@ -258,14 +260,14 @@ async def retrieve(request: Request) -> Response:
                 else [Dataset.from_json(a) for a in answers])
     resources = [_identifiers(level, ds) for ds in selected]
     parameters = _move_parameters(k, modality, level, resources, body)
-    return OrthancJSON(await run_in_threadpool(submit_or_run, request, MOVE_JOB, parameters,
+    return OrthancJSON(await run_blocking(request, submit_or_run, request, MOVE_JOB, parameters,
                                                body))
 
 
 async def child_query(request: Request) -> Response:
     """``/queries/{id}/answers/{n}/query-studies|series|instances``: query one level down."""
     k = kernel_of(request)
-    modality, level, _, answers = await run_in_threadpool(_query_row, k,
+    modality, level, _, answers = await run_blocking(request, _query_row, k,
                                                           request.path_params["id"])
     child = _CHILD.get(request.path_params["child"])
     if child is None:
@@ -274,7 +276,7 @@ async def child_query(request: Request) -> Response:
     extra = body.get("Query", {}) if isinstance(body, dict) else {}
     query = {**_identifiers(level, _answer(answers, request.path_params["n"])),
              **{resolve_keyword(t): str(v) for t, v in extra.items()}}
-    query_id = await run_in_threadpool(_run_query, k, modality, child, query, body)
+    query_id = await run_blocking(request, _run_query, k, modality, child, query, body)
     return OrthancJSON({"ID": query_id, "Path": f"/queries/{query_id}"})
 
 

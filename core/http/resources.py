@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from isengard_sdk.http import run_blocking
 from isengard_sdk.types import ResourceLevel
 
 from ..errors import UnknownResource
@@ -33,7 +33,7 @@ async def list_resources(request: Request) -> Response:
             return ids
         return resources_json(k.index, k.index.rows_by_public(level, ids))
 
-    return OrthancJSON(await run_in_threadpool(work))
+    return OrthancJSON(await run_blocking(request, work))
 
 
 async def get_resource(request: Request) -> Response:
@@ -43,13 +43,13 @@ async def get_resource(request: Request) -> Response:
     def work() -> dict[str, Any]:
         return k.resource_json(k.row(level, request.path_params["id"]))
 
-    return OrthancJSON(await run_in_threadpool(work))
+    return OrthancJSON(await run_blocking(request, work))
 
 
 async def delete_resource(request: Request) -> Response:
     k = kernel_of(request)
     level = level_of(request)
-    remaining = await run_in_threadpool(k.delete, level, request.path_params["id"])
+    remaining = await run_blocking(request, k.delete, level, request.path_params["id"])
     body: dict[str, Any] = {"RemainingAncestor": None}
     if remaining is not None:
         body["RemainingAncestor"] = {
@@ -89,7 +89,7 @@ async def get_relative(request: Request) -> Response:
             return resources_json(k.index, rows)
         return [r.public_id for r in rows]
 
-    return OrthancJSON(await run_in_threadpool(work))
+    return OrthancJSON(await run_blocking(request, work))
 
 
 async def get_statistics(request: Request) -> Response:
@@ -114,7 +114,7 @@ async def get_statistics(request: Request) -> Response:
             body[key + "MB"] = value // MB
         return dict(sorted(body.items()))
 
-    return OrthancJSON(await run_in_threadpool(work))
+    return OrthancJSON(await run_blocking(request, work))
 
 
 def _metadata(k: Any, row: Any) -> dict[str, str]:
@@ -142,7 +142,7 @@ async def list_metadata(request: Request) -> Response:
         md = _metadata(k, k.row(level, request.path_params["id"]))
         return md if query_flag(request, "expand") else list(md)
 
-    return OrthancJSON(await run_in_threadpool(work))
+    return OrthancJSON(await run_blocking(request, work))
 
 
 async def get_metadata(request: Request) -> Response:
@@ -159,7 +159,7 @@ async def get_metadata(request: Request) -> Response:
                                   f"{name!r}")
         return str(md[name])
 
-    return Response(await run_in_threadpool(work), media_type="text/plain")
+    return Response(await run_blocking(request, work), media_type="text/plain")
 
 
 routes = [

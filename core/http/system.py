@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from functools import partial
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from isengard_sdk.http import run_blocking
 from isengard_sdk.types import ChangeType
 
 from ..errors import UnknownResource
@@ -46,7 +46,7 @@ async def get_system(request: Request) -> Response:
 
 
 async def get_statistics(request: Request) -> Response:
-    st = await run_in_threadpool(kernel_of(request).index.statistics)
+    st = await run_blocking(request, kernel_of(request).index.statistics)
     return OrthancJSON({
         "CountInstances": st["instances"],
         "CountPatients": st["patients"],
@@ -78,21 +78,21 @@ _HIDDEN_CHANGES = (ChangeType.DELETED,)
 async def get_changes(request: Request) -> Response:
     index = kernel_of(request).index
     if query_flag(request, "last"):
-        last = await run_in_threadpool(partial(index.last_change, exclude=_HIDDEN_CHANGES))
-        changes, _, _ = await run_in_threadpool(
+        last = await run_blocking(request, partial(index.last_change, exclude=_HIDDEN_CHANGES))
+        changes, _, _ = await run_blocking(request,
             partial(index.changes, last - 1, 1, exclude=_HIDDEN_CHANGES))
         return OrthancJSON({"Changes": [c.to_json() for c in changes], "Done": True,
                             "Last": last})
     since = query_int(request, "since", 0)
     limit = min(query_int(request, "limit", 100), 4000)
-    changes, last, done = await run_in_threadpool(
+    changes, last, done = await run_blocking(request,
         partial(index.changes, since, limit, exclude=_HIDDEN_CHANGES))
     return OrthancJSON({"Changes": [c.to_json() for c in changes], "Done": done,
                         "Last": last})
 
 
 async def delete_changes(request: Request) -> Response:
-    await run_in_threadpool(kernel_of(request).index.clear_log, "changes")
+    await run_blocking(request, kernel_of(request).index.clear_log, "changes")
     return OrthancJSON({})
 
 
@@ -100,12 +100,12 @@ async def get_exports(request: Request) -> Response:
     index = kernel_of(request).index
     since = query_int(request, "since", 0)
     limit = min(query_int(request, "limit", 100), 4000)
-    exports, last, done = await run_in_threadpool(index.exports, since, limit)
+    exports, last, done = await run_blocking(request, index.exports, since, limit)
     return OrthancJSON({"Done": done, "Exports": exports, "Last": last})
 
 
 async def delete_exports(request: Request) -> Response:
-    await run_in_threadpool(kernel_of(request).index.clear_log, "exports")
+    await run_blocking(request, kernel_of(request).index.clear_log, "exports")
     return OrthancJSON({})
 
 

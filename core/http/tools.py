@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from isengard_sdk.http import run_blocking
 from isengard_sdk.types import ResourceLevel
 
 from ..errors import BadRequest
@@ -74,13 +74,13 @@ async def find(request: Request) -> Response:
             return resources_json(k.index, rows)
         return [r.public_id for r in rows]
 
-    return OrthancJSON(await run_in_threadpool(work))
+    return OrthancJSON(await run_blocking(request, work))
 
 
 async def lookup(request: Request) -> Response:
     value = (await request.body()).decode("utf-8", "replace").strip()
     k = kernel_of(request)
-    rows = await run_in_threadpool(k.index.lookup_identifier, value)
+    rows = await run_blocking(request, k.index.lookup_identifier, value)
     return OrthancJSON([{"ID": r.public_id, "Path": f"/{r.level.plural}/{r.public_id}",
                          "Type": r.level.title} for r in rows])
 

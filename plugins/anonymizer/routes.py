@@ -14,12 +14,12 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from isengard_sdk import Context, HttpError, ResourceLevel
+from isengard_sdk.http import run_blocking
 
 from .apply import UidMapper, modify_file, new_patient_id, new_uid
 from .jobs import JOB_TYPE, job_parameters, transcoded
@@ -99,9 +99,9 @@ class ModificationRoutes:
         raw = await request.body()
         resource_id = request.path_params["id"]
         if level == ResourceLevel.INSTANCE:
-            data = await run_in_threadpool(self._instance, raw, resource_id, anonymize)
+            data = await run_blocking(request, self._instance, raw, resource_id, anonymize)
             return Response(data, media_type="application/dicom")
-        answer = await run_in_threadpool(self._resource, raw, level, resource_id, anonymize)
+        answer = await run_blocking(request, self._resource, raw, level, resource_id, anonymize)
         return JSONResponse(answer)
 
     async def generate_uid(self, request: Request) -> Response:

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from pydicom.uid import UID
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from isengard_sdk import Context, HttpError, JobHandle, ResourceLevel
+from isengard_sdk.http import run_blocking
 
 from .content import archive_entries, media_entries
 from .plan import ArchivePlan, resolve_any, resolve_plan
@@ -171,8 +171,8 @@ class ArchiveRoutes:
             extended = _truthy(options.get("Extended"))
             transcode = options.get("Transcode")
             if _asynchronous(options):
-                await run_in_threadpool(self._plan_one, level, request.path_params["id"])
-                return await run_in_threadpool(self._submit, [request.path_params["id"]],
+                await run_blocking(request, self._plan_one, level, request.path_params["id"])
+                return await run_blocking(request, self._submit, [request.path_params["id"]],
                                                media, extended, options)
         else:
             transcode = request.query_params.get("transcode")
@@ -181,7 +181,7 @@ class ArchiveRoutes:
             extended = "extended" in request.query_params and \
                 request.query_params["extended"].lower() not in ("false", "0")
         resource_id = request.path_params["id"]
-        plan = await run_in_threadpool(self._plan_one, level, resource_id)
+        plan = await run_blocking(request, self._plan_one, level, resource_id)
         return _zip_response(self._stream(plan, media, extended, transcode),
                              f"{resource_id}.zip")
 
@@ -202,9 +202,9 @@ class ArchiveRoutes:
                             orthanc=BAD_FILE_FORMAT)
         default_extended = kind == "create-media-extended"
         extended = _truthy(options.get("Extended", default_extended))
-        plan = await run_in_threadpool(self._plan_many, list(ids))  # 404 before any job
+        plan = await run_blocking(request, self._plan_many, list(ids))  # 404 before any job
         if _asynchronous(options):
-            return await run_in_threadpool(self._submit, list(ids), media, extended, options)
+            return await run_blocking(request, self._submit, list(ids), media, extended, options)
         return _zip_response(self._stream(plan, media, extended, options.get("Transcode")),
                              "Archive.zip")
 

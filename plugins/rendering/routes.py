@@ -11,12 +11,12 @@ import gzip
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from isengard_sdk import HttpError, KernelServices, OrthancJSON, ResourceLevel
+from isengard_sdk.http import run_blocking
 
 from . import encoding, processing
 from .decoding import InstancePixels
@@ -131,7 +131,7 @@ class RenderingRoutes:
                 }
             media_type = encoding.choose_format(request.headers.get("accept"),
                                                 sixteen_bits=sixteen_bits)
-            body = await run_in_threadpool(self._render, instance_id, frame, kind,
+            body = await run_blocking(request, self._render, instance_id, frame, kind,
                                            media_type, quality, options)
             return Response(body, media_type=media_type)
 
@@ -149,7 +149,7 @@ class RenderingRoutes:
             except ValueError:
                 return 1
 
-        return OrthancJSON(list(range(await run_in_threadpool(count))))
+        return OrthancJSON(list(range(await run_blocking(request, count))))
 
     async def frame_operations(self, request: Request) -> Response:
         _frame(request)
@@ -165,7 +165,7 @@ class RenderingRoutes:
                 return gzip.compress(data), "application/gzip"
             return data, mime
 
-        body, media_type = await run_in_threadpool(work)
+        body, media_type = await run_blocking(request, work)
         return Response(body, media_type=media_type)
 
     async def numpy(self, request: Request) -> Response:
@@ -181,7 +181,7 @@ class RenderingRoutes:
             return processing.to_numpy(frames, rescale=rescale, single_frame=single,
                                        compress=compress)
 
-        body = await run_in_threadpool(work)
+        body = await run_blocking(request, work)
         return Response(body, media_type="application/octet-stream")
 
     async def matlab(self, request: Request) -> Response:
@@ -191,7 +191,7 @@ class RenderingRoutes:
             return processing.to_matlab(self._pixels(instance_id).decode(frame))
 
         # Set the header itself: Starlette would append "; charset=utf-8", Orthanc does not.
-        return Response(await run_in_threadpool(work), headers={"Content-Type": "text/plain"})
+        return Response(await run_blocking(request, work), headers={"Content-Type": "text/plain"})
 
 
 def build_routes(services: KernelServices) -> list[Route]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -18,6 +17,7 @@ from isengard_sdk import (
     ResourceLevel,
     query_flag,
 )
+from isengard_sdk.http import run_blocking
 
 __all__ = ["OPERATIONS", "build_routes"]
 
@@ -59,46 +59,46 @@ def build_routes(services: KernelServices) -> list[Route]:
             value = (await request.body()).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise HttpError(400, f"the value of a metadata must be UTF-8 text: {exc}") from exc
-        await run_in_threadpool(services.set_user_metadata, level, rid,
+        await run_blocking(request, services.set_user_metadata, level, rid,
                                 request.path_params["name"], value)
         return _empty()
 
     async def delete_metadata(request: Request) -> Response:
         level, rid = _target(request)
-        await run_in_threadpool(services.delete_user_metadata, level, rid,
+        await run_blocking(request, services.delete_user_metadata, level, rid,
                                 request.path_params["name"])
         return _empty()
 
     # -- labels ----------------------------------------------------------------------
 
     async def list_labels(request: Request) -> Response:
-        return OrthancJSON(await run_in_threadpool(services.labels, *_target(request)))
+        return OrthancJSON(await run_blocking(request, services.labels, *_target(request)))
 
     async def get_label(request: Request) -> Response:
         """200 (empty) when the resource has the label, 404 otherwise (Orthanc 1.12)."""
         level, rid = _target(request)
         label = request.path_params["label"]
-        if label not in await run_in_threadpool(services.labels, level, rid):
+        if label not in await run_blocking(request, services.labels, level, rid):
             raise HttpError(404, f"{level.title.lower()} {rid} has no label {label!r}")
         return _empty()
 
     async def put_label(request: Request) -> Response:
         level, rid = _target(request)
-        await run_in_threadpool(services.add_label, level, rid, request.path_params["label"])
+        await run_blocking(request, services.add_label, level, rid, request.path_params["label"])
         return _empty()
 
     async def delete_label(request: Request) -> Response:
         level, rid = _target(request)
-        await run_in_threadpool(services.remove_label, level, rid, request.path_params["label"])
+        await run_blocking(request, services.remove_label, level, rid, request.path_params["label"])
         return _empty()
 
     async def all_labels(request: Request) -> Response:
-        return OrthancJSON(await run_in_threadpool(services.all_labels))
+        return OrthancJSON(await run_blocking(request, services.all_labels))
 
     # -- attachments -----------------------------------------------------------------
 
     async def list_attachments(request: Request) -> Response:
-        found = await run_in_threadpool(services.attachments, *_target(request))
+        found = await run_blocking(request, services.attachments, *_target(request))
         return OrthancJSON(found if query_flag(request, "full") else list(found))
 
     def info_route(answer: Callable[[AttachmentInfo], Any]) -> Endpoint:
@@ -106,7 +106,7 @@ def build_routes(services: KernelServices) -> list[Route]:
 
         async def endpoint(request: Request) -> Response:
             level, rid = _target(request)
-            info = await run_in_threadpool(services.attachment_info, level, rid,
+            info = await run_blocking(request, services.attachment_info, level, rid,
                                            request.path_params["name"])
             result = answer(info)
             if isinstance(result, (dict, list)):
@@ -123,7 +123,7 @@ def build_routes(services: KernelServices) -> list[Route]:
             return (services.attachment_info(level, rid, name),
                     services.read_attachment(level, rid, name))
 
-        info, data = await run_in_threadpool(work)
+        info, data = await run_blocking(request, work)
         if info.content_type == DICOM:
             return Response(data, media_type="application/dicom",
                             headers={"Content-Disposition": f'filename="{info.uuid}.dcm"'})
@@ -131,7 +131,7 @@ def build_routes(services: KernelServices) -> list[Route]:
                         headers={"Content-Disposition": f'filename="{info.uuid}"'})
 
     async def get_compressed_data(request: Request) -> Response:
-        data = await run_in_threadpool(
+        data = await run_blocking(request,
             lambda: services.read_attachment(*_target(request), request.path_params["name"],
                                              as_stored=True))
         return Response(data, media_type="application/octet-stream")
@@ -139,13 +139,13 @@ def build_routes(services: KernelServices) -> list[Route]:
     async def put_attachment(request: Request) -> Response:
         body = await request.body()
         level, rid = _target(request)
-        await run_in_threadpool(services.put_attachment, level, rid,
+        await run_blocking(request, services.put_attachment, level, rid,
                                 request.path_params["name"], body)
         return OrthancJSON({})
 
     async def delete_attachment(request: Request) -> Response:
         level, rid = _target(request)
-        await run_in_threadpool(services.delete_attachment, level, rid,
+        await run_blocking(request, services.delete_attachment, level, rid,
                                 request.path_params["name"])
         return _empty()
 
@@ -154,9 +154,9 @@ def build_routes(services: KernelServices) -> list[Route]:
             level, rid = _target(request)
             name = request.path_params["name"]
             if method == "verify-md5":
-                await run_in_threadpool(services.verify_attachment, level, rid, name)
+                await run_blocking(request, services.verify_attachment, level, rid, name)
             else:
-                await run_in_threadpool(services.set_attachment_compression, level, rid,
+                await run_blocking(request, services.set_attachment_compression, level, rid,
                                         name, method == "compress")
             return OrthancJSON({})
 
