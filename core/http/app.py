@@ -36,7 +36,7 @@ from . import (
 from .blocking import BlockingCalls
 from .jobs import JobError
 from .responses import error_response
-from .routing import by_first_segment
+from .routing import RouteTable
 
 __all__ = ["all_routes", "build_app"]
 
@@ -127,7 +127,7 @@ def all_routes(plugin_routes: Sequence[BaseRoute] = ()) -> list[BaseRoute]:
 
 def build_app(kernel: Kernel, plugin_routes: Sequence[BaseRoute] = ()) -> Starlette:
     app = Starlette(
-        routes=by_first_segment(all_routes(plugin_routes)),
+        routes=[RouteTable(all_routes(plugin_routes))],
         exception_handlers={
             UnknownResource: _unknown_resource,
             UnknownDicomTag: _unknown_tag,
