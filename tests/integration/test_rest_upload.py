@@ -132,3 +132,23 @@ def test_bodies_in_chunks_and_above_the_spool_limit(isengard_server, ct_small, m
     r = isengard_server.post("/instances", content=chunked(b"not DICOM at all" * 100))
     assert r.status_code == 400
     assert isengard_server.get("/statistics").json()["CountInstances"] == 2
+
+
+def test_file_download_small_whole_large_streamed_and_by_ranges(isengard_server,
+                                                                  dicom_factory):
+    """GET /instances/{id}/file answers the stored bytes whether the file is read whole
+    (small), streamed (above 1 MiB) or asked by a byte range."""
+    s = isengard_server
+    small = dicom_factory.instance()
+    large = dicom_factory.encode(dicom_factory.dataset(rows=1024, columns=1024))
+    assert len(small) < 1 << 20 < len(large)
+    for data in (small, large):
+        instance = s.upload(data)["ID"]
+        r = s.get(f"/instances/{instance}/file")
+        assert r.status_code == 200
+        assert r.content == data
+        assert r.headers["content-type"] == "application/dicom"
+        assert r.headers["content-disposition"] == f'filename="{instance}.dcm"'
+        part = s.get(f"/instances/{instance}/file", headers={"Range": "bytes=128-131"})
+        assert part.status_code == 206
+        assert part.content == b"DICM"
