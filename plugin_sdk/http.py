@@ -38,9 +38,10 @@ async def run_blocking(request: Request, fn: Callable[..., T], /, *args: Any,
     """``fn(*args, **kwargs)`` in one of the server's threads for blocking work (index,
     files, network), awaited from a route's endpoint on the event loop.
 
-    Same semantics as ``starlette.concurrency.run_in_threadpool``, at about half its
-    cost per call; on an application without Isengard's threads (a plugin's own tests),
-    it is Starlette's."""
+    As ``starlette.concurrency.run_in_threadpool``, at about half its cost per call,
+    except that a cancelled caller stops waiting (``fn`` still runs to its end). On an
+    application without Isengard's threads (a plugin's own tests), it is Starlette's.
+    Since 0.1."""
     calls = getattr(request.app.state, "blocking_calls", None)
     if calls is None:
         return await run_in_threadpool(fn, *args, **kwargs)
