@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
+
+from ._json import dumps_indented
 
 __all__ = ["OrthancJSON", "query_flag", "run_blocking"]
 
@@ -22,7 +23,7 @@ class OrthancJSON(Response):
     media_type = "application/json; charset=utf-8"
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, indent=3, ensure_ascii=False).encode("utf-8")
+        return dumps_indented(content).encode("utf-8")
 
 
 def query_flag(request: Request, name: str) -> bool:
