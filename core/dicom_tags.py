@@ -153,7 +153,13 @@ def element_string(
     raw = ds.get_item(tag)
     if raw is None:
         return None
-    vr = element_vr(ds, tag, raw)
+    return raw_element_string(ds, raw, element_vr(ds, tag, raw), encodings)
+
+
+def raw_element_string(ds: Dataset, raw: RawDataElement | DataElement, vr: str,
+                       encodings: list[str] | None = None) -> str | None:
+    """:func:`element_string` of an element already looked up (``raw``, its ``vr`` as
+    :func:`element_vr` gives it)."""
     value = raw.value
     if isinstance(raw, RawDataElement) or isinstance(value, bytes):
         if value is None:

@@ -132,3 +132,45 @@ def test_kept_headers_give_the_same_tags_as_pydicoms_reader():
             assert fast == slow, (path.name, fmt)
         checked += 1
     assert checked > 50, checked
+
+
+def test_numbers_read_from_raw_bytes_are_worded_as_pydicoms_values():
+    """/tags reads binary numbers (US, SS, UL, SL, UV, SV, FL, FD, AT) straight from their
+    bytes: the same JSON as from the values pydicom decodes, on every bundled sample."""
+    import warnings
+    from pathlib import Path
+
+    import pydicom.data
+
+    numeric = ("US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "AT")
+
+    def decode_numbers(ds):
+        """pydicom decodes the number elements (and keeps the values), nothing else."""
+        for tag in list(ds._dict):
+            vr = ds._dict[tag].VR
+            if vr in numeric:
+                ds[tag]
+            elif vr == "SQ":
+                for item in ds[tag].value or []:
+                    decode_numbers(item)
+        return ds
+
+    folder = Path(pydicom.data.__file__).parent / "test_files"
+    checked = numbers = 0
+    for path in sorted(folder.rglob("*.dcm")):
+        try:
+            parsed = parse_dicom_bytes(path.read_bytes())
+        except InvalidDicomError:
+            continue
+        if parsed.header is None:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for fmt in ("full", "simplify"):
+                raw = dataset_to_json(parse_header(parsed.header), fmt)
+                decoded = dataset_to_json(decode_numbers(parse_header(parsed.header)), fmt)
+                assert raw == decoded, (path.name, fmt)
+        numbers += sum(1 for raw in parse_header(parsed.header)._dict.values()
+                       if raw.VR in numeric)
+        checked += 1
+    assert checked > 50 and numbers > 500, (checked, numbers)
