@@ -113,7 +113,7 @@ async def store_to_modality(request: Request) -> Response:
                   "MoveOriginatorID": body.get("MoveOriginatorID", 0),
                   "Timeout": body.get("Timeout", 0)}
     return OrthancJSON(await run_blocking(request, submit_or_run, request, STORE_JOB,
-                                               parameters, body))
+                                          parameters, body))
 
 
 def _move_parameters(k: Any, name: str, level: str, resources: list[dict[str, str]],
@@ -140,7 +140,7 @@ async def move_from_modality(request: Request) -> Response:
     resources = [{resolve_keyword(t): str(v) for t, v in r.items()} for r in body["Resources"]]
     parameters = _move_parameters(k, name, level, resources, body)
     return OrthancJSON(await run_blocking(request, submit_or_run, request, MOVE_JOB, parameters,
-                                               body))
+                                          body))
 
 
 # -- queries --------------------------------------------------------------------------------
@@ -171,7 +171,7 @@ async def query_modality(request: Request) -> Response:
         raise BadRequest("'Query' must be an object of tag: value")
     query = {resolve_keyword(t): str(v) for t, v in raw_query.items()}
     query_id = await run_blocking(request, _run_query, k, request.path_params["id"], level,
-                                       query, body)
+                                  query, body)
     return OrthancJSON({"ID": query_id, "Path": f"/queries/{query_id}"})
 
 
@@ -197,8 +197,8 @@ async def get_query(request: Request) -> Response:
 
 async def query_part(request: Request) -> Response:
     k = kernel_of(request)
-    modality, level, query, answers = await run_blocking(request,
-        _query_row, k, request.path_params["id"])
+    modality, level, query, answers = await run_blocking(
+        request, _query_row, k, request.path_params["id"])
     part = request.path_params["part"]
     if part == "answers":
         if query_flag(request, "expand"):
@@ -235,7 +235,7 @@ def _answer(answers: list[Any], index: str) -> Dataset:
 
 async def answer_content(request: Request) -> Response:
     _, _, _, answers = await run_blocking(request, _query_row, kernel_of(request),
-                                               request.path_params["id"])
+                                          request.path_params["id"])
     ds = _answer(answers, request.path_params["n"])
     fmt: TagsFormat = "simplify" if query_flag(request, "simplify") else (
         "short" if query_flag(request, "short") else "full")
@@ -250,7 +250,7 @@ async def retrieve(request: Request) -> Response:
     """``/queries/{id}/retrieve`` and ``/queries/{id}/answers/{n}/retrieve``: C-MOVE."""
     k = kernel_of(request)
     modality, level, _, answers = await run_blocking(request, _query_row, k,
-                                                          request.path_params["id"])
+                                                     request.path_params["id"])
     body = await _body(request, {})
     if isinstance(body, str):
         body = {"TargetAet": body}
@@ -261,14 +261,14 @@ async def retrieve(request: Request) -> Response:
     resources = [_identifiers(level, ds) for ds in selected]
     parameters = _move_parameters(k, modality, level, resources, body)
     return OrthancJSON(await run_blocking(request, submit_or_run, request, MOVE_JOB, parameters,
-                                               body))
+                                          body))
 
 
 async def child_query(request: Request) -> Response:
     """``/queries/{id}/answers/{n}/query-studies|series|instances``: query one level down."""
     k = kernel_of(request)
     modality, level, _, answers = await run_blocking(request, _query_row, k,
-                                                          request.path_params["id"])
+                                                     request.path_params["id"])
     child = _CHILD.get(request.path_params["child"])
     if child is None:
         raise UnknownResource(f"unknown URI {request.url.path}")

@@ -79,14 +79,14 @@ async def get_changes(request: Request) -> Response:
     index = kernel_of(request).index
     if query_flag(request, "last"):
         last = await run_blocking(request, partial(index.last_change, exclude=_HIDDEN_CHANGES))
-        changes, _, _ = await run_blocking(request,
-            partial(index.changes, last - 1, 1, exclude=_HIDDEN_CHANGES))
+        changes, _, _ = await run_blocking(
+            request, partial(index.changes, last - 1, 1, exclude=_HIDDEN_CHANGES))
         return OrthancJSON({"Changes": [c.to_json() for c in changes], "Done": True,
                             "Last": last})
     since = query_int(request, "since", 0)
     limit = min(query_int(request, "limit", 100), 4000)
-    changes, last, done = await run_blocking(request,
-        partial(index.changes, since, limit, exclude=_HIDDEN_CHANGES))
+    changes, last, done = await run_blocking(
+        request, partial(index.changes, since, limit, exclude=_HIDDEN_CHANGES))
     return OrthancJSON({"Changes": [c.to_json() for c in changes], "Done": done,
                         "Last": last})
 

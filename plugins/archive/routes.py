@@ -173,7 +173,7 @@ class ArchiveRoutes:
             if _asynchronous(options):
                 await run_blocking(request, self._plan_one, level, request.path_params["id"])
                 return await run_blocking(request, self._submit, [request.path_params["id"]],
-                                               media, extended, options)
+                                          media, extended, options)
         else:
             transcode = request.query_params.get("transcode")
             if transcode is not None:

@@ -132,7 +132,7 @@ class RenderingRoutes:
             media_type = encoding.choose_format(request.headers.get("accept"),
                                                 sixteen_bits=sixteen_bits)
             body = await run_blocking(request, self._render, instance_id, frame, kind,
-                                           media_type, quality, options)
+                                      media_type, quality, options)
             return Response(body, media_type=media_type)
 
         return endpoint

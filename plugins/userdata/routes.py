@@ -60,13 +60,13 @@ def build_routes(services: KernelServices) -> list[Route]:
         except UnicodeDecodeError as exc:
             raise HttpError(400, f"the value of a metadata must be UTF-8 text: {exc}") from exc
         await run_blocking(request, services.set_user_metadata, level, rid,
-                                request.path_params["name"], value)
+                           request.path_params["name"], value)
         return _empty()
 
     async def delete_metadata(request: Request) -> Response:
         level, rid = _target(request)
         await run_blocking(request, services.delete_user_metadata, level, rid,
-                                request.path_params["name"])
+                           request.path_params["name"])
         return _empty()
 
     # -- labels ----------------------------------------------------------------------
@@ -107,7 +107,7 @@ def build_routes(services: KernelServices) -> list[Route]:
         async def endpoint(request: Request) -> Response:
             level, rid = _target(request)
             info = await run_blocking(request, services.attachment_info, level, rid,
-                                           request.path_params["name"])
+                                      request.path_params["name"])
             result = answer(info)
             if isinstance(result, (dict, list)):
                 return OrthancJSON(result)
@@ -131,22 +131,23 @@ def build_routes(services: KernelServices) -> list[Route]:
                         headers={"Content-Disposition": f'filename="{info.uuid}"'})
 
     async def get_compressed_data(request: Request) -> Response:
-        data = await run_blocking(request,
-            lambda: services.read_attachment(*_target(request), request.path_params["name"],
-                                             as_stored=True))
+        data = await run_blocking(
+            request, lambda: services.read_attachment(*_target(request),
+                                                      request.path_params["name"],
+                                                      as_stored=True))
         return Response(data, media_type="application/octet-stream")
 
     async def put_attachment(request: Request) -> Response:
         body = await request.body()
         level, rid = _target(request)
         await run_blocking(request, services.put_attachment, level, rid,
-                                request.path_params["name"], body)
+                           request.path_params["name"], body)
         return OrthancJSON({})
 
     async def delete_attachment(request: Request) -> Response:
         level, rid = _target(request)
         await run_blocking(request, services.delete_attachment, level, rid,
-                                request.path_params["name"])
+                           request.path_params["name"])
         return _empty()
 
     def operation(method: str) -> Endpoint:
@@ -157,7 +158,7 @@ def build_routes(services: KernelServices) -> list[Route]:
                 await run_blocking(request, services.verify_attachment, level, rid, name)
             else:
                 await run_blocking(request, services.set_attachment_compression, level, rid,
-                                        name, method == "compress")
+                                   name, method == "compress")
             return OrthancJSON({})
 
         return endpoint
