@@ -93,6 +93,11 @@ def _convert(ds: Dataset, fmt: TagsFormat, encodings: list[str]) -> dict[str, An
             if 0x0010 <= elem <= 0x00FF:
                 creator_text = element_string(ds, tag, encodings) or ""
                 creators[(group, elem)] = creator_text.strip()
+                if vr == "UN":
+                    # A private creator is an LO (PS3.5 7.8.1): Orthanc (DCMTK) shows it
+                    # as text even when sent as UN, but does not take it as its block's
+                    # creator (the block's elements stay unnamed, without PrivateCreator).
+                    vr = "LO"
             elif elem >= 0x1000:
                 creator = creators.get((group, elem >> 8))
         name = _name(tag, creator)

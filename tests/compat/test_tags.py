@@ -121,3 +121,34 @@ def test_content(loaded, case):
         assert ours.json() == theirs.json(), case
     else:
         assert ours.content == theirs.content, case
+
+
+# Private blocks as gateways leave them: explicit VR with every private element, the
+# creator included, as UN (and a block with proper VRs for contrast). Orthanc shows the
+# creator as text but leaves the block's elements unnamed and without PrivateCreator.
+UN_BLOCKS = {
+    "unknown creator, UN": [(0x00190010, "UN", b"SET WINDOW"), (0x00191000, "UN", b"abcd")],
+    "GE creator, UN": [(0x00090010, "UN", b"GEMS_IDEN_01"),
+                       (0x00091001, "UN", b"FULL FIDELITY ")],
+    "GE creator, UN number": [(0x00430010, "UN", b"GEMS_PARM_01"), (0x00431001, "UN", b"\x05\x00")],
+    "GE creator, LO": [(0x00090010, "LO", "GEMS_IDEN_01"), (0x00091001, "LO", "FULL FIDELITY")],
+}
+
+
+@pytest.mark.parametrize("case", list(UN_BLOCKS))
+def test_private_blocks_sent_as_un(pair, dicom_factory, case):
+    from pydicom.dataelem import DataElement
+    from pydicom.uid import generate_uid
+
+    ds = dicom_factory.dataset()
+    # The factory numbers its UIDs from the same start in every test: one instance each.
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(
+        entropy_srcs=["private blocks sent as UN", case])
+    for tag, vr, value in UN_BLOCKS[case]:
+        ds.add(DataElement(tag, vr, value))
+    ours, theirs = pair.post("/instances", content=dicom_factory.encode(ds))
+    assert (ours.status_code, theirs.status_code) == (200, 200)
+    assert ours.json()["Status"] == theirs.json()["Status"] == "Success"
+    path = f"/instances/{theirs.json()['ID']}"
+    for params in ({}, {"short": ""}, {"simplify": ""}):
+        assert_same(*pair.get_json(f"{path}/tags", params=params), f"{path}/tags {params}")
